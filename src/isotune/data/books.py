@@ -49,7 +49,7 @@ def pairs_from_books(
         The pairs in file order, with counts of lines, sentences and skipped items.
 
     Raises:
-        DataError: the path is missing, a folder holds no .txt file, a file is not valid in `encoding` with
+        DataError: the path is missing, a folder contains no .txt file, a file is not valid in `encoding` with
             errors="strict", or no pair is left.
         ConfigError: invalid `encoding`, `errors` or word bounds.
     """

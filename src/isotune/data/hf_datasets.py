@@ -52,10 +52,10 @@ def pairs_from_hf_dataset(
     other. With `pair_columns`, each row gives one (anchor, positive) pair and is dropped when either text
     is empty or outside the word bounds.
 
-    `name_or_path` is read, in this order, as: a folder written by `save_to_disk` (read with
-    `datasets.load_from_disk`); another folder of data files; a local data file whose suffix is one of
-    `DATA_FILE_BUILDERS`; or a Hub dataset id. The Hub is checked for reachability first, so an offline user
-    gets an error within seconds.
+    `name_or_path` is tried in this order. A folder written by `save_to_disk` is read with
+    `datasets.load_from_disk`, and any other folder with `datasets.load_dataset`. A local file is loaded with
+    the builder for its suffix in `DATA_FILE_BUILDERS`. Anything else is taken as a Hub dataset id, and the
+    Hub is checked for reachability first, so an offline user gets an error within seconds.
 
     Args:
         name_or_path: local folder or file, or a Hub dataset id such as "owner/name".
@@ -142,7 +142,7 @@ def _check_column_options(text_column: str | None, pair_columns: Sequence[str] |
     if (text_column is None) == (pair_columns is None):
         raise ConfigError(
             "Set exactly one of text_column (pair each row's text with the next row's) and pair_columns "
-            f"(two columns holding each row's pair); got text_column={text_column!r}, "
+            f"(two columns that contain each row's pair); got text_column={text_column!r}, "
             f"pair_columns={pair_columns!r}."
         )
     if text_column is not None:
@@ -276,7 +276,7 @@ def _row_text(row: dict[str, Any], column: str) -> str:
         return ""
     if not isinstance(value, str):
         raise DataError(
-            f"Column {column!r} holds {type(value).__name__} values, not strings. "
+            f"Column {column!r} contains {type(value).__name__} values, not strings. "
             "Choose a text column for text_column or pair_columns."
         )
     return value.strip()

@@ -194,7 +194,7 @@ def _read_jsonl(
             (_json_text(record, columns[0], path, number), _json_text(record, columns[1], path, number))
         )
     if columns is None:
-        raise DataError(f"{path} holds no JSON object: the file is empty or blank.")
+        raise DataError(f"{path} contains no JSON object: the file is empty or blank.")
     return columns, rows
 
 
@@ -204,12 +204,12 @@ def _parse_json_object(line: str, path: Path, number: int) -> dict:
     except json.JSONDecodeError as error:
         raise DataError(
             f"{path}: line {number} is not valid JSON ({error.msg} at column {error.colno}). "
-            "Each line must hold one JSON object."
+            "Each line must contain one JSON object."
         ) from None
     if not isinstance(record, dict):
         raise DataError(
             f"{path}: line {number} is a JSON {type(record).__name__}, not an object. "
-            "Each line must hold one JSON object."
+            "Each line must contain one JSON object."
         )
     return record
 
@@ -221,7 +221,7 @@ def _choose_jsonl_columns(record: dict, path: Path, number: int) -> tuple[str, s
     defaults = " or ".join("/".join(candidate) for candidate in JSONL_DEFAULT_COLUMNS)
     raise DataError(
         f"{path}: line {number} has none of the default key pairs {defaults}; its keys are "
-        f"{', '.join(record) or '(none)'}. Set columns to the two keys that hold the pair."
+        f"{', '.join(record) or '(none)'}. Set columns to the two keys that contain the pair."
     )
 
 
@@ -230,7 +230,7 @@ def _json_text(record: dict, key: str, path: Path, number: int) -> str | None:
     if value is None or isinstance(value, str):
         return value
     raise DataError(
-        f"{path}: line {number}: key {key!r} holds a JSON {type(value).__name__}, not a string. "
+        f"{path}: line {number}: key {key!r} is a JSON {type(value).__name__}, not a string. "
         "Pair texts must be strings."
     )
 
