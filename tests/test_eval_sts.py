@@ -131,7 +131,7 @@ def test_load_sick_fixture():
 def test_load_sick_bad_header_raises(tmp_path):
     path = tmp_path / "SICK_trial.txt"
     path.write_text("id\tA\tB\tscore\n1\ta\tb\t3.0\n")
-    with pytest.raises(DataError, match="line 1: header .* lacks the SICK columns"):
+    with pytest.raises(DataError, match="line 1: header .* is missing the SICK columns"):
         load_sick(path)
 
 

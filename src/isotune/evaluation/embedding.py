@@ -18,7 +18,7 @@ EmbedFunction = Callable[[list[str]], np.ndarray]
 def embed_texts(embed: EmbedFunction, texts: list[str]) -> np.ndarray:
     """Call `embed(texts)`, check that it returns one row per text and return the rows L2-normalised.
 
-    The rows are normalised again even though the contract asks for normalised rows, so that an encoder
+    The rows are normalised again even though the contract requires normalised rows, so that an encoder
     that skips normalisation still gets cosine-based scores.
     """
     vectors = np.asarray(embed(texts), dtype=np.float32)

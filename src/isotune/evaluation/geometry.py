@@ -38,8 +38,8 @@ def evaluate_geometry(
 
     Args:
         embed: the embed function to measure.
-        positive_pairs: text pairs that should embed close together (for example STS-B dev pairs with a
-            gold score of at least 4); `alignment` is their mean `||f(a) - f(b)||^alpha`.
+        positive_pairs: text pairs that should embed close together, for example STS-B dev pairs with a
+            gold score of at least 4. `alignment` is their mean `||f(a) - f(b)||^alpha`.
         sentences: texts for `uniformity` (with temperature `t`) and `average_cosine`, both over all
             distinct pairs of a sample drawn by `sample_sentences(sentences, num_sentences, seed)`.
 

@@ -1,8 +1,7 @@
 """Semantic textual similarity (STS): data loaders and the correlation of cosine similarity with gold scores.
 
-A model is scored by the Spearman (and Pearson) correlation between the cosine similarity of the two
-sentence embeddings of each pair and the human similarity score, multiplied by 100, as in SentEval
-(Conneau and Kiela, 2018) and the alignment/uniformity paper (Wang and Isola, 2020).
+A model is scored by the Spearman (and Pearson) correlation, multiplied by 100, between two values per
+sentence pair: the cosine similarity of the two sentence embeddings and the human similarity score.
 """
 
 from __future__ import annotations
@@ -82,7 +81,7 @@ def _require_pairs(subset: StsSubset, path: Path) -> StsSubset:
 def load_stsb(path: str | Path) -> StsTask:
     """Load one file of the original STS Benchmark release (for example `sts-dev.csv`) as a one-subset task.
 
-    Each line holds tab-separated genre, file, year, id, score, sentence1, sentence2 and sometimes extra
+    Each line contains tab-separated genre, file, year, id, score, sentence1, sentence2 and sometimes extra
     trailing columns, which are ignored. Lines are split on tabs without CSV quoting, because sentences
     contain unbalanced quotes. A blank line, or a row whose score is empty, counts as skipped.
     """
@@ -117,7 +116,7 @@ def _senteval_subset(input_path: Path, gold_path: Path, subset_name: str) -> Sts
             continue
         fields = pair.split("\t")
         _require_fields(fields, 2, input_path, line_number)
-        # Gold files of later STS years carry extra columns after the score.
+        # Fields after a tab on a gold line, if any, are ignored.
         scores.append(_parse_score(gold.split("\t")[0], gold_path, line_number))
         sentences1.append(fields[0])
         sentences2.append(fields[1])
@@ -126,9 +125,9 @@ def _senteval_subset(input_path: Path, gold_path: Path, subset_name: str) -> Sts
 
 
 def load_senteval_sts(folder: str | Path, name: str) -> StsTask:
-    """Load an STS12-16 folder in SentEval's layout, one subset per `STS.input.NAME.txt` file.
+    """Load an STS folder in SentEval's layout (such as STS12-en-test), one subset per input file.
 
-    `STS.input.NAME.txt` holds tab-separated sentence pairs and `STS.gs.NAME.txt` the gold score of each
+    `STS.input.NAME.txt` contains tab-separated sentence pairs and `STS.gs.NAME.txt` the gold score of each
     pair on the same line number. A blank gold line marks a pair without a gold score: it is left out on
     both sides and counted in `skipped`. Aggregate gold files such as `STS.gs.ALL.txt` have no input file
     and are therefore not read. Subsets are sorted by NAME.
@@ -163,7 +162,7 @@ def load_sick(path: str | Path) -> StsTask:
     required = ("sentence_A", "sentence_B", "relatedness_score")
     missing = [column for column in required if column not in header]
     if missing:
-        raise DataError(f"{path}, line 1: header {header} lacks the SICK columns {missing}.")
+        raise DataError(f"{path}, line 1: header {header} is missing the SICK columns {missing}.")
     first, second, score = (header.index(column) for column in required)
 
     sentences1, sentences2, scores = [], [], []
@@ -203,9 +202,9 @@ def evaluate_sts(embed: EmbedFunction, task: StsTask) -> dict:
 
     All sentences of the task are embedded in one call of `embed`. Returns a dict with
 
-    - `spearman` and `pearson`: the correlation of each subset, `all` (the correlation over the pairs of
-      all subsets concatenated, which also rewards a consistent scale across subsets) and `wmean` (the mean
-      of the subset values weighted by their number of pairs);
+    - `spearman` and `pearson`: the correlation of each subset, plus `all` and `wmean`. `all` is the
+      correlation over the pairs of all subsets concatenated, so it also rewards a similarity scale that is
+      consistent across subsets. `wmean` is the mean of the subset values weighted by their number of pairs.
     - `pairs` and `skipped`: the number of pairs scored and left out per subset.
 
     A correlation is None when it is undefined because the cosines or the gold scores of the subset are

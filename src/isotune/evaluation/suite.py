@@ -1,8 +1,8 @@
 """The evaluation task registry and the runner used by `isotune eval` and during training.
 
-Every task reads its files under a data root, the folder that contains `sts/` in the layout of the
-project's data README: `sts/stsbenchmark/sts-{train,dev}.csv`, `sts/STS12-en-test/` and
-`sts/SICK/SICK_{train,trial}.txt`.
+Every task reads its files under a data root, the folder that contains
+`sts/stsbenchmark/sts-{train,dev}.csv` (original STS Benchmark release), `sts/STS12-en-test/` (SentEval
+layout) and `sts/SICK/SICK_{train,trial}.txt`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from isotune.evaluation.sts import StsTask, evaluate_sts, load_senteval_sts, loa
 
 logger = logging.getLogger(__name__)
 
-# The data folder of a checkout that sits next to a `shared/` folder, relative to the working directory.
+# NOTE: relative to the working directory, so it finds the data only when the command runs from the root
+# of a checkout that sits next to a `shared/` folder. Other layouts pass `data_root` (`--data-root`).
 DEFAULT_DATA_ROOT = Path("../shared/data")
 
 STS_TASKS: dict[str, tuple[str, Callable[[Path], StsTask]]] = {
@@ -38,8 +39,8 @@ GEOMETRY_TASK = "geometry"
 KNOWN_TASKS = [*STS_TASKS, GEOMETRY_TASK]
 DEFAULT_TASKS = ["stsb-dev", "sts12", "sick-trial", "geometry"]
 
-# Geometry settings. Positive pairs are STS-B dev pairs with a gold score of at least 4 ("mostly
-# equivalent" or better on the 0-5 scale); uniformity and average cosine use a sample of 2000 sentences.
+# Geometry settings. Positive pairs are STS-B dev pairs with a gold score of at least 4, which is "mostly
+# equivalent" or better on the 0-5 scale. Uniformity and average cosine use a sample of 2000 sentences.
 POSITIVE_MIN_SCORE = 4.0
 GEOMETRY_NUM_SENTENCES = 2000
 

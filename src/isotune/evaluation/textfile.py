@@ -23,7 +23,7 @@ def read_lines(path: Path) -> list[str]:
     try:
         data = path.read_bytes()
     except OSError as error:
-        raise DataError(f"Cannot read {path}: {error}.") from error
+        raise DataError(f"Failed to read {path}: {error}.") from error
     raw_lines = data.split(b"\n")
     if raw_lines and raw_lines[-1] == b"":
         raw_lines.pop()
