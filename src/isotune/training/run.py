@@ -1,0 +1,273 @@
+"""`isotune train`: read pairs, evaluate the base model, train, evaluate the result, write the run folder."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from sentence_transformers import SentenceTransformer
+
+import isotune
+from isotune.data import PairSet, identical_pairs, pairs_from_books, pairs_from_file, pairs_from_hf_dataset
+from isotune.encoder import build_encoder, make_embedder
+from isotune.errors import ConfigError
+from isotune.evaluation.suite import markdown_table, run_evaluation, summary_row
+from isotune.fileio import write_json_atomic, write_text_atomic
+from isotune.recipe import DataConfig, Recipe
+from isotune.training.loop import make_accelerator, train
+from isotune.training.precision import check_precision
+
+logger = logging.getLogger(__name__)
+
+RECIPE_FILE = "recipe.yaml"
+
+
+def load_training_pairs(config: DataConfig) -> PairSet:
+    """Build the positive pairs that `config` describes."""
+    text_options = {"encoding": config.encoding, "errors": config.decode_errors}
+    lengths = {"min_words": config.min_words, "max_words": config.max_words}
+    if config.source == "books":
+        return pairs_from_books(config.path, **text_options, **lengths)
+    if config.source == "pair_file":
+        return pairs_from_file(config.path, columns=config.columns, **text_options, **lengths)
+    if config.source == "simcse":
+        return identical_pairs(config.path, **text_options, **lengths)
+    return pairs_from_hf_dataset(
+        config.path,
+        split=config.split,
+        config_name=config.config_name,
+        text_column=config.text_column,
+        pair_columns=config.pair_columns,
+        streaming=config.streaming,
+        max_rows=config.max_rows,
+        **lengths,
+    )
+
+
+def recipe_fingerprint(recipe: Recipe) -> str:
+    """Hash of every setting that shapes the trained weights (all but the output folder and evaluation)."""
+    settings = recipe.to_dict()
+    settings.pop("output_dir")
+    settings.pop("evaluation")
+    return hashlib.sha256(repr(sorted(settings.items())).encode()).hexdigest()[:16]
+
+
+def prepare_run_dir(recipe: Recipe, run_dir: Path, resume: bool) -> None:
+    """Check that `run_dir` can take this run, before any expensive work.
+
+    Raises:
+        ConfigError: when the folder holds another run (and `resume` is off), when `resume` is on but the
+            folder holds no run of this recipe, or when the folder is not writable.
+    """
+    recipe_file = run_dir / RECIPE_FILE
+    if resume:
+        if not recipe_file.is_file():
+            raise ConfigError(
+                f"--resume: {run_dir} holds no run ({RECIPE_FILE} is missing); drop --resume to start one."
+            )
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise ConfigError(
+            f"Output folder {run_dir} is not empty and may hold another run. Choose a new --output-dir, "
+            "pass --resume to continue the run in it, or delete it."
+        )
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_bytes(b"0")
+        probe.unlink()
+    except OSError as error:
+        raise ConfigError(
+            f"Output folder {run_dir} is not writable ({error}); choose another --output-dir."
+        ) from error
+
+
+def check_free_space(run_dir: Path, model: torch.nn.Module, keep_checkpoints: int) -> None:
+    """Fail early when the disk cannot hold the model and its checkpoints (weights plus 2 AdamW moments)."""
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    needed = weight_bytes * (1 + 3 * (keep_checkpoints + 1)) + (64 << 20)
+    free = shutil.disk_usage(run_dir).free
+    if free < needed:
+        raise ConfigError(
+            f"Only {free / 2**20:.0f} MiB free under {run_dir}, but the model and {keep_checkpoints} checkpoints "
+            f"need about {needed / 2**20:.0f} MiB. Free space, lower training.keep_checkpoints, or choose another "
+            "--output-dir."
+        )
+
+
+def count_truncated(model: Any, texts: list[str], max_length: int) -> int:
+    """Count texts with more tokens (special tokens included) than `max_length`."""
+    tokenizer = model.tokenizer
+    count = 0
+    for start in range(0, len(texts), 4096):
+        encoded = tokenizer(texts[start : start + 4096], add_special_tokens=True, truncation=False)[
+            "input_ids"
+        ]
+        count += sum(len(ids) > max_length for ids in encoded)
+    return count
+
+
+def sample_sentences(pairs: list[tuple[str, str]], count: int, seed: int) -> list[str]:
+    """Pick `count` distinct sentences of the training pairs with a seeded generator."""
+    unique = sorted({text for pair in pairs for text in pair})
+    return random.Random(seed).sample(unique, min(count, len(unique)))
+
+
+def run_training(recipe: Recipe, *, resume: bool = False, command: str = "") -> dict[str, Any]:
+    """Run the whole job that `recipe` describes and return the metrics written to `metrics.json`."""
+    started = time.time()
+    run_dir = Path(recipe.output_dir)
+    prepare_run_dir(recipe, run_dir, resume)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    check_precision(recipe.training.precision, device)
+
+    pair_set = load_training_pairs(recipe.data)
+    model = build_encoder(recipe.model, device=str(device))
+    check_free_space(run_dir, model, recipe.training.keep_checkpoints)
+    unique_texts = sorted({text for pair in pair_set.pairs for text in pair})
+    truncated = count_truncated(model, unique_texts, recipe.model.max_seq_length)
+
+    accelerator = make_accelerator(recipe)
+    is_main = accelerator.is_main_process
+    if is_main:
+        logger.info("Positive pairs from %s\n%s", pair_set.source, pair_set.stats.summary())
+        logger.info(
+            "Sentences longer than max_seq_length=%d tokens (truncated): %d of %d",
+            recipe.model.max_seq_length,
+            truncated,
+            len(unique_texts),
+        )
+        write_text_atomic(run_dir / RECIPE_FILE, recipe.to_yaml())
+
+    sentences = sample_sentences(pair_set.pairs, recipe.evaluation.geometry_sentences, recipe.training.seed)
+    data_root = Path(recipe.evaluation.data_root)
+    metrics_path = run_dir / "metrics.json"
+    metrics: dict[str, Any] = {}
+    if is_main:
+        metrics = _read_json(metrics_path) if resume and metrics_path.is_file() else {}
+        if "before" not in metrics:
+            logger.info("Evaluating the base model on %s", ", ".join(recipe.evaluation.tasks))
+            embed = make_embedder(model, recipe.evaluation.batch_size)
+            metrics["before"] = run_evaluation(embed, recipe.evaluation.tasks, data_root, sentences=sentences)
+            write_json_atomic(metrics_path, metrics)
+
+    def score_dev(current: Any) -> float:
+        embed = make_embedder(current, recipe.evaluation.batch_size)
+        result = run_evaluation(embed, ["stsb-dev"], data_root, show_progress=False)
+        return result["stsb-dev"]["spearman"]["all"]
+
+    run_info = {
+        "isotune_version": isotune.__version__,
+        "command": command,
+        "precision": recipe.training.precision,
+        "device": _describe_device(device),
+        "processes": accelerator.num_processes,
+        "trust_remote_code": recipe.model.trust_remote_code,
+        "software": _software_versions(),
+        "data": {"source": pair_set.source, **pair_set.stats.to_dict(), "truncated_sentences": truncated},
+    }
+    state = train(
+        recipe,
+        accelerator,
+        model,
+        pair_set.pairs,
+        run_dir,
+        fingerprint=recipe_fingerprint(recipe),
+        resume=resume,
+        dev_scorer=score_dev if "stsb-dev" in _available_dev(recipe) else None,
+    )
+    if not is_main:
+        return {}
+
+    trained = SentenceTransformer(str(run_dir / "model"), device=str(device))
+    logger.info("Evaluating the trained model (step %s)", state.best_step)
+    metrics["after"] = run_evaluation(
+        make_embedder(trained, recipe.evaluation.batch_size),
+        recipe.evaluation.tasks,
+        data_root,
+        sentences=sentences,
+    )
+    metrics["saved_step"] = state.best_step
+    metrics["history"] = state.history
+    metrics["skipped_batches"] = state.skipped_batches
+    write_json_atomic(metrics_path, metrics)
+    run_info["seconds"] = round(time.time() - started, 1)
+    run_info["saved_step"] = state.best_step
+    write_json_atomic(run_dir / "run.json", run_info)
+    write_text_atomic(run_dir / "report.md", render_report(recipe, metrics, run_info))
+    return metrics
+
+
+def _available_dev(recipe: Recipe) -> list[str]:
+    stsb_dev = Path(recipe.evaluation.data_root) / "sts" / "stsbenchmark" / "sts-dev.csv"
+    if stsb_dev.is_file():
+        return ["stsb-dev"]
+    logger.warning("No STS-B dev set at %s: the last step is saved, without periodic evaluation.", stsb_dev)
+    return []
+
+
+def render_report(recipe: Recipe, metrics: dict[str, Any], run_info: dict[str, Any]) -> str:
+    """Return the Markdown report of a run: before/after table, data, settings and environment."""
+    table = markdown_table({"before": summary_row(metrics["before"]), "after": summary_row(metrics["after"])})
+    objective = recipe.objective
+    if objective.name == "align_uniform":
+        recipe_line = (
+            f"alignment + uniformity (alpha {objective.alpha:g}, t {objective.t:g}, lambda {objective.lam:g})"
+        )
+    else:
+        recipe_line = f"InfoNCE (temperature {objective.temperature:g})"
+    data = run_info["data"]
+    lines = [
+        f"# isotune run: {recipe.model.name}",
+        "",
+        f"Objective: {recipe_line}; {recipe.training.max_steps} steps of {recipe.training.batch_size} pairs, "
+        f"learning rate {recipe.training.learning_rate:g}, precision {run_info['precision']}.",
+        f"Saved model: step {run_info['saved_step']} (of {recipe.training.max_steps}).",
+        "",
+        "STS: Spearman x100 of cosine similarity, pooled over subsets. Geometry on L2-normalised embeddings: "
+        "alignment on STS-B dev pairs with gold >= 4, uniformity (t = 2) and average cosine on sentences "
+        "sampled from the training data.",
+        "",
+        table,
+        "",
+        f"Data: {data['source']}, {data['pairs']:,} pairs, {data['truncated_sentences']:,} sentences truncated "
+        f"at {recipe.model.max_seq_length} tokens.",
+        f"Device: {run_info['device']}; {run_info['seconds']:.0f} s in all.",
+        "",
+        f"Command: `{run_info['command']}`",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+
+def _software_versions() -> dict[str, str]:
+    import accelerate
+    import sentence_transformers
+    import transformers
+
+    return {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "sentence-transformers": sentence_transformers.__version__,
+        "accelerate": accelerate.__version__,
+    }
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))
