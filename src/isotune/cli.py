@@ -56,9 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate a sentence-transformers model, a Hugging Face model (mean pooling) or a run "
         "folder's model/ on STS (Spearman x100 of cosine similarity) and geometry tasks.",
     )
-    evaluate.add_argument(
-        "model", help="model folder, run folder, or Hub id (all-MiniLM-L6-v2 works offline)"
-    )
+    evaluate.add_argument("model", help="model folder, run folder, or Hub id (all-MiniLM-L6-v2 works offline)")
     evaluate.add_argument(
         "--tasks",
         nargs="+",
@@ -72,9 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path("../shared/data"),
         help="folder with sts/ (default: ../shared/data)",
     )
-    evaluate.add_argument(
-        "--batch-size", type=int, default=128, help="sentences per encoding batch (default: 128)"
-    )
+    evaluate.add_argument("--batch-size", type=int, default=128, help="sentences per encoding batch (default: 128)")
     evaluate.add_argument("--output", type=Path, help="write the results as JSON to this file")
     return parser
 

@@ -21,8 +21,7 @@ def _check_batch(name: str, x: torch.Tensor, minimum: int) -> None:
         raise ValueError(f"{name} expects embeddings of shape [batch, dim], got shape {tuple(x.shape)}.")
     if x.shape[0] < minimum:
         raise ValueError(
-            f"{name} needs a batch of at least {minimum} embeddings, got {x.shape[0]}; "
-            "increase the batch size."
+            f"{name} needs a batch of at least {minimum} embeddings, got {x.shape[0]}; increase the batch size."
         )
 
 

@@ -100,8 +100,7 @@ def alignment(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, alpha:
     x_matrix, y_matrix = _to_matrix("alignment", x), _to_matrix("alignment", y)
     if x_matrix.shape != y_matrix.shape:
         raise ValueError(
-            f"alignment expects x and y of the same shape, got {tuple(x_matrix.shape)} and "
-            f"{tuple(y_matrix.shape)}."
+            f"alignment expects x and y of the same shape, got {tuple(x_matrix.shape)} and {tuple(y_matrix.shape)}."
         )
     _check_min_rows("alignment", x_matrix, 1)
     _check_unit_rows("alignment", x_matrix)

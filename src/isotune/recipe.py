@@ -77,17 +77,18 @@ class ObjectiveConfig:
 
 @dataclass
 class TrainingConfig:
-    batch_size: int = _help(
-        "Pairs per micro batch; in-batch losses compare the pairs of one micro batch.", 64
-    )
+    batch_size: int = _help("Pairs per micro batch; in-batch losses compare the pairs of one micro batch.", 64)
     max_steps: int = _help("Optimizer steps to train.", 150)
     learning_rate: float = _help("Peak learning rate of AdamW.", 2e-5)
     weight_decay: float = _help("AdamW weight decay.", 0.0)
-    warmup_ratio: float = _help(
-        "Share of max_steps with linear warmup from 0 to the peak learning rate.", 0.1
-    )
+    warmup_ratio: float = _help("Share of max_steps with linear warmup from 0 to the peak learning rate.", 0.1)
     scheduler: Literal["linear", "cosine", "constant_with_warmup"] = _help(
         "Learning-rate decay after warmup (transformers scheduler name).", "linear"
+    )
+    forward_chunk_size: int = _help(
+        "Texts per forward pass: a batch's texts are sorted by length and embedded in chunks of this size to "
+        "cut padding; the loss still sees the whole batch (0: one pass over the whole batch).",
+        32,
     )
     gradient_accumulation_steps: int = _help("Micro batches per optimizer step.", 1)
     max_grad_norm: float | None = _help("Clip the gradient norm to this value (null: no clipping).", 1.0)
@@ -96,9 +97,7 @@ class TrainingConfig:
     )
     seed: int = _help("Seed of data order, dropout and initialisation.", 42)
     eval_every: int = _help("Evaluate on STS-B dev every this many steps (0: only at the end).", 50)
-    keep_best: bool = _help(
-        "Save the evaluated step with the best STS-B dev score instead of the last.", True
-    )
+    keep_best: bool = _help("Save the evaluated step with the best STS-B dev score instead of the last.", True)
     checkpoint_every: int = _help("Write a resumable checkpoint every this many steps (0: never).", 50)
     keep_checkpoints: int = _help("Checkpoints kept on disk; older ones are deleted.", 2)
     on_nonfinite: Literal["stop", "skip"] = _help(
@@ -167,9 +166,7 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] | None = No
         except (yaml.YAMLError, UnicodeDecodeError) as error:
             raise ConfigError(f"Recipe file {path} is not valid UTF-8 YAML: {error}") from error
         if not isinstance(raw, dict):
-            raise ConfigError(
-                f"Recipe file {path} must hold a mapping of sections, got {type(raw).__name__}."
-            )
+            raise ConfigError(f"Recipe file {path} must hold a mapping of sections, got {type(raw).__name__}.")
     recipe = Recipe()
     for key, value in raw.items():
         _assign(recipe, key, value, origin=str(path))
@@ -310,6 +307,10 @@ def validate(recipe: Recipe) -> None:
             training.max_grad_norm is None or training.max_grad_norm > 0,
             f"training.max_grad_norm must be > 0 or null, got {training.max_grad_norm}",
         ),
+        (
+            training.forward_chunk_size >= 0,
+            f"training.forward_chunk_size must be >= 0, got {training.forward_chunk_size}",
+        ),
         (training.eval_every >= 0, f"training.eval_every must be >= 0, got {training.eval_every}"),
         (
             training.checkpoint_every >= 0,
@@ -334,8 +335,6 @@ def describe_keys() -> str:
     for section_name, section_type in _SECTIONS.items():
         defaults = section_type()
         for key, attribute in _section_keys(section_name).items():
-            help_text = next(
-                f.metadata["help"] for f in dataclasses.fields(section_type) if f.name == attribute
-            )
+            help_text = next(f.metadata["help"] for f in dataclasses.fields(section_type) if f.name == attribute)
             lines.append(f"  {section_name}.{key} (default {getattr(defaults, attribute)!r}): {help_text}")
     return "\n".join(lines)

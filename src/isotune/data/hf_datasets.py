@@ -97,9 +97,7 @@ def pairs_from_hf_dataset(
             f"{stats.empty_fields} empty, {stats.too_short + stats.too_long} outside "
             f"{describe_word_bounds(min_words, max_words)}. Check the columns, max_rows and word bounds."
         )
-    return PairSet(
-        pairs=pairs, stats=stats, source=f"Hugging Face dataset: {name_or_path} (split {split}, {layout})"
-    )
+    return PairSet(pairs=pairs, stats=stats, source=f"Hugging Face dataset: {name_or_path} (split {split}, {layout})")
 
 
 def load_hf_dataset(
@@ -133,9 +131,7 @@ def load_hf_dataset(
             f"cannot be used ({reason}). Connect to the network (and unset HF_HUB_OFFLINE), or pass a "
             "local folder written by save_to_disk or a .jsonl, .csv or .parquet file."
         )
-    return _call_load_dataset(
-        name_or_path, str(name_or_path), name=config_name, split=split, streaming=streaming
-    )
+    return _call_load_dataset(name_or_path, str(name_or_path), name=config_name, split=split, streaming=streaming)
 
 
 def _check_column_options(text_column: str | None, pair_columns: Sequence[str] | None) -> tuple[str, ...]:
@@ -148,9 +144,7 @@ def _check_column_options(text_column: str | None, pair_columns: Sequence[str] |
     if text_column is not None:
         return (text_column,)
     if isinstance(pair_columns, str) or len(pair_columns) != 2:
-        raise ConfigError(
-            f"Invalid pair_columns {pair_columns!r}: give two column names, the anchor and the positive."
-        )
+        raise ConfigError(f"Invalid pair_columns {pair_columns!r}: give two column names, the anchor and the positive.")
     return (pair_columns[0], pair_columns[1])
 
 
@@ -198,9 +192,7 @@ def _call_load_dataset(name_or_path: str | PathLike[str], path: str, **options: 
         raise DataError(f"Dataset {name_or_path} not found: {error}. Check the dataset id or path.") from None
     except (DatasetsError, FileNotFoundError, ValueError) as error:
         cause = error.__cause__ or error
-        raise DataError(
-            f"Cannot load dataset {name_or_path} (split {options.get('split')}): {cause}."
-        ) from None
+        raise DataError(f"Cannot load dataset {name_or_path} (split {options.get('split')}): {cause}.") from None
 
 
 def _require_columns(dataset: AnyDataset, columns: Sequence[str], name_or_path: str | PathLike[str]) -> None:

@@ -42,9 +42,7 @@ def load_pairs(source: str, path: str, **options: Any) -> PairSet:
     allowed = _keyword_names(loader)
     for name in options:
         if _OPTION_ALIASES.get(name, name) not in allowed:
-            raise ConfigError(
-                f"Unknown option {name!r} for data source {source!r}: use {', '.join(sorted(allowed))}."
-            )
+            raise ConfigError(f"Unknown option {name!r} for data source {source!r}: use {', '.join(sorted(allowed))}.")
     return loader(path, **keyword_options)
 
 

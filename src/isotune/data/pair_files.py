@@ -104,9 +104,7 @@ def _check_columns(columns: Sequence[str] | None) -> tuple[str, str] | None:
     return (columns[0], columns[1])
 
 
-def _keep_pairs(
-    rows: list[RawPair], min_words: int, max_words: int | None, stats: PairStats
-) -> list[tuple[str, str]]:
+def _keep_pairs(rows: list[RawPair], min_words: int, max_words: int | None, stats: PairStats) -> list[tuple[str, str]]:
     """Drop rows with an empty text or a text outside the word bounds, counting each reason."""
     pairs = []
     for anchor, positive in rows:
@@ -147,9 +145,7 @@ def _read_delimited(
             else:
                 rows.append((fields[indices[0]], fields[indices[1]]))
     except csv.Error as error:
-        raise DataError(
-            f"{path}: line {reader.line_num} is not valid {suffix[1:].upper()}: {error}."
-        ) from None
+        raise DataError(f"{path}: line {reader.line_num} is not valid {suffix[1:].upper()}: {error}.") from None
     if used_columns is None:
         raise DataError(f"{path} has no header row: the file is empty or blank.")
     return used_columns, rows
@@ -171,9 +167,7 @@ def _default_header_columns(header: list[str], path: Path) -> tuple[str, str]:
         if all(name in header for name in candidate):
             return candidate
     if len(header) < 2:
-        raise DataError(
-            f"{path} has {len(header)} column in its header ({header[0]}); a pair file needs two."
-        )
+        raise DataError(f"{path} has {len(header)} column in its header ({header[0]}); a pair file needs two.")
     return (header[0], header[1])
 
 
@@ -190,9 +184,7 @@ def _read_jsonl(
         if columns is None:
             columns = _choose_jsonl_columns(record, path, number)
         _require_columns(columns, list(record), path, f"line {number}")
-        rows.append(
-            (_json_text(record, columns[0], path, number), _json_text(record, columns[1], path, number))
-        )
+        rows.append((_json_text(record, columns[0], path, number), _json_text(record, columns[1], path, number)))
     if columns is None:
         raise DataError(f"{path} contains no JSON object: the file is empty or blank.")
     return columns, rows

@@ -77,7 +77,5 @@ def _check_sentences(sentences: Sequence[str]) -> list[str]:
     sentences = list(sentences)
     for index, sentence in enumerate(sentences):
         if not isinstance(sentence, str):
-            raise ConfigError(
-                f"Invalid sentence at index {index}: expected a string, got {type(sentence).__name__}."
-            )
+            raise ConfigError(f"Invalid sentence at index {index}: expected a string, got {type(sentence).__name__}.")
     return sentences

@@ -24,8 +24,7 @@ def embed_texts(embed: EmbedFunction, texts: list[str]) -> np.ndarray:
     vectors = np.asarray(embed(texts), dtype=np.float32)
     if vectors.ndim != 2 or vectors.shape[0] != len(texts):
         raise ValueError(
-            f"The embed function returned shape {vectors.shape} for {len(texts)} texts; "
-            f"expected [{len(texts)}, dim]."
+            f"The embed function returned shape {vectors.shape} for {len(texts)} texts; expected [{len(texts)}, dim]."
         )
     if not np.isfinite(vectors).all():
         raise ValueError("The embed function returned non-finite values (NaN or inf); check the encoder.")
@@ -58,8 +57,7 @@ class CachedEmbedder:
         self.num_calls += 1
         if self._dim is not None and vectors.shape[1] != self._dim:
             raise ValueError(
-                f"The embed function returned dimension {vectors.shape[1]}, "
-                f"but earlier calls returned {self._dim}."
+                f"The embed function returned dimension {vectors.shape[1]}, but earlier calls returned {self._dim}."
             )
         self._dim = vectors.shape[1]
         self._rows.update(zip(missing, vectors, strict=True))

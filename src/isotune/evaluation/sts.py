@@ -38,9 +38,7 @@ class StsSubset:
         self.scores = np.asarray(self.scores, dtype=np.float64)
         sizes = (len(self.sentences1), len(self.sentences2), len(self.scores))
         if len(set(sizes)) != 1:
-            raise ValueError(
-                f"STS subset {self.name!r} needs as many sentences1, sentences2 and scores, got {sizes}."
-            )
+            raise ValueError(f"STS subset {self.name!r} needs as many sentences1, sentences2 and scores, got {sizes}.")
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -67,8 +65,7 @@ def _parse_score(text: str, path: Path, line_number: int) -> float:
 def _require_fields(fields: list[str], minimum: int, path: Path, line_number: int) -> None:
     if len(fields) < minimum:
         raise DataError(
-            f"{path}, line {line_number}: expected at least {minimum} tab-separated fields, "
-            f"got {len(fields)}."
+            f"{path}, line {line_number}: expected at least {minimum} tab-separated fields, got {len(fields)}."
         )
 
 
@@ -135,9 +132,7 @@ def load_senteval_sts(folder: str | Path, name: str) -> StsTask:
     folder = Path(folder)
     input_paths = sorted(folder.glob("STS.input.*.txt"))
     if not input_paths:
-        raise DataError(
-            f"{folder} contains no STS.input.*.txt file; expected an STS folder in SentEval layout."
-        )
+        raise DataError(f"{folder} contains no STS.input.*.txt file; expected an STS folder in SentEval layout.")
     subsets = []
     for input_path in input_paths:
         subset_name = input_path.name.removeprefix("STS.input.").removesuffix(".txt")

@@ -198,8 +198,7 @@ def markdown_table(rows: dict[str, dict[str, float | None]]) -> str:
     ]
     for label, row in rows.items():
         cells = [
-            _format(row.get(column), 3 if SUMMARY_COLUMNS[column][0] == GEOMETRY_TASK else 2)
-            for column in columns
+            _format(row.get(column), 3 if SUMMARY_COLUMNS[column][0] == GEOMETRY_TASK else 2) for column in columns
         ]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -63,9 +63,7 @@ def train(
             config.batch_size,
         )
     batcher = PairBatcher(len(pairs), config.batch_size, config.seed)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-    )
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = get_scheduler(
         config.scheduler,
         optimizer,
@@ -108,9 +106,7 @@ def train(
         state.history.append({"step": state.step, "lr": scheduler.get_last_lr()[0], **step_logs})
 
         last = state.step == config.max_steps
-        if accelerator.is_main_process and (
-            last or (config.eval_every and state.step % config.eval_every == 0)
-        ):
+        if accelerator.is_main_process and (last or (config.eval_every and state.step % config.eval_every == 0)):
             _evaluate_and_keep(recipe, unwrapped, run_dir, state, dev_scorer, last)
         if config.checkpoint_every and (state.step % config.checkpoint_every == 0 or last):
             accelerator.wait_for_everyone()
@@ -163,13 +159,36 @@ def _optimizer_step(
 def _forward(
     recipe: Recipe, accelerator: Accelerator, model: torch.nn.Module, batch: list[tuple[str, str]]
 ) -> dict[str, torch.Tensor]:
-    """Embed both sides of the pairs in one forward pass and compute the objective."""
+    """Embed both sides of the pairs and compute the objective on the whole batch."""
     texts = [a for a, _ in batch] + [b for _, b in batch]
-    features = accelerator.unwrap_model(model).preprocess(texts)
-    features = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in features.items()}
-    embeddings = model(features)["sentence_embedding"]  # [2 * batch, dim], L2-normalised
-    x, y = embeddings[: len(batch)], embeddings[len(batch) :]
+    embeddings = _embed_by_length(accelerator, model, texts, recipe.training.forward_chunk_size)
+    x, y = embeddings[: len(batch)], embeddings[len(batch) :]  # [batch, dim] each, L2-normalised
     return compute_objective(recipe.objective, x, y)
+
+
+def _embed_by_length(
+    accelerator: Accelerator, model: torch.nn.Module, texts: list[str], chunk_size: int
+) -> torch.Tensor:
+    """Embed `texts` in forward passes over chunks of similar length; return `[len(texts), dim]` in input order.
+
+    Each chunk is padded only to its own longest text, which cuts the padded tokens of a batch of book
+    sentences roughly in half. Attention and pooling are masked, so the embeddings are those of one
+    forward pass over the whole batch; the loss still sees every embedding of the batch at once.
+    """
+    tokenizer_owner = accelerator.unwrap_model(model)
+    if chunk_size <= 0 or chunk_size >= len(texts):
+        chunks = [list(range(len(texts)))]
+    else:
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        chunks = [order[start : start + chunk_size] for start in range(0, len(order), chunk_size)]
+    pieces = []
+    for rows in chunks:
+        features = tokenizer_owner.preprocess([texts[i] for i in rows])
+        features = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in features.items()}
+        pieces.append(model(features)["sentence_embedding"])
+    embeddings = torch.cat(pieces)
+    positions = torch.tensor([i for rows in chunks for i in rows], device=embeddings.device)
+    return embeddings[torch.argsort(positions)]
 
 
 def _gradients_finite(model: torch.nn.Module) -> bool:

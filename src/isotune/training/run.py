@@ -86,9 +86,7 @@ def prepare_run_dir(recipe: Recipe, run_dir: Path, resume: bool) -> None:
         probe.write_bytes(b"0")
         probe.unlink()
     except OSError as error:
-        raise ConfigError(
-            f"Output folder {run_dir} is not writable ({error}); choose another --output-dir."
-        ) from error
+        raise ConfigError(f"Output folder {run_dir} is not writable ({error}); choose another --output-dir.") from error
 
 
 def check_free_space(run_dir: Path, model: torch.nn.Module, keep_checkpoints: int) -> None:
@@ -109,9 +107,7 @@ def count_truncated(model: Any, texts: list[str], max_length: int) -> int:
     tokenizer = model.tokenizer
     count = 0
     for start in range(0, len(texts), 4096):
-        encoded = tokenizer(texts[start : start + 4096], add_special_tokens=True, truncation=False)[
-            "input_ids"
-        ]
+        encoded = tokenizer(texts[start : start + 4096], add_special_tokens=True, truncation=False)["input_ids"]
         count += sum(len(ids) > max_length for ids in encoded)
     return count
 
@@ -220,9 +216,7 @@ def render_report(recipe: Recipe, metrics: dict[str, Any], run_info: dict[str, A
     table = markdown_table({"before": summary_row(metrics["before"]), "after": summary_row(metrics["after"])})
     objective = recipe.objective
     if objective.name == "align_uniform":
-        recipe_line = (
-            f"alignment + uniformity (alpha {objective.alpha:g}, t {objective.t:g}, lambda {objective.lam:g})"
-        )
+        recipe_line = f"alignment + uniformity (alpha {objective.alpha:g}, t {objective.t:g}, lambda {objective.lam:g})"
     else:
         recipe_line = f"InfoNCE (temperature {objective.temperature:g})"
     data = run_info["data"]
@@ -252,7 +246,9 @@ def render_report(recipe: Recipe, metrics: dict[str, Any], run_info: dict[str, A
 def _describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    return (
+        f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    )
 
 
 def _software_versions() -> dict[str, str]:
