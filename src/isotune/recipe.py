@@ -40,10 +40,12 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    source: Literal["books", "pair_file", "hf_dataset", "simcse"] = _help(
+    source: Literal["auto", "books", "pair_file", "hf_dataset", "simcse"] = _help(
         "books: consecutive sentences of text files; pair_file: TSV, CSV or JSONL with two text fields; "
-        "hf_dataset: a Hugging Face dataset (Hub id or local path); simcse: each line paired with itself.",
-        "books",
+        "hf_dataset: a Hugging Face dataset (Hub id or local path); simcse: each line paired with itself; "
+        "auto: books for a folder or .txt file, pair_file for .tsv/.csv/.jsonl, hf_dataset for a saved "
+        "dataset folder or a Hub id.",
+        "auto",
     )
     path: str = _help("File or folder to read, or the dataset id for hf_dataset.", "../shared/data/books")
     encoding: str = _help("Text encoding of local files.", "utf-8")
@@ -57,7 +59,10 @@ class DataConfig:
     columns: list[str] | None = _help("pair_file: the two text columns or JSON fields.", None)
     split: str = _help("hf_dataset: the split to read.", "train")
     config_name: str | None = _help("hf_dataset: the dataset configuration name.", None)
-    text_column: str | None = _help("hf_dataset: a text column whose consecutive rows are paired.", None)
+    text_column: str | None = _help(
+        "hf_dataset: a text column whose consecutive rows are paired (default 'text' when pair_columns is unset).",
+        None,
+    )
     pair_columns: list[str] | None = _help("hf_dataset: two columns that hold a pair in each row.", None)
     streaming: bool = _help("hf_dataset: stream rows instead of downloading the whole dataset.", False)
     max_rows: int | None = _help("hf_dataset: read at most this many rows (null: all).", None)

@@ -20,7 +20,7 @@ from sentence_transformers import SentenceTransformer
 import isotune
 from isotune.data import PairSet, identical_pairs, pairs_from_books, pairs_from_file, pairs_from_hf_dataset
 from isotune.encoder import build_encoder, make_embedder
-from isotune.errors import ConfigError
+from isotune.errors import ConfigError, DataError
 from isotune.evaluation.suite import markdown_table, run_evaluation, summary_row
 from isotune.fileio import write_json_atomic, write_text_atomic
 from isotune.recipe import DataConfig, Recipe
@@ -32,21 +32,50 @@ logger = logging.getLogger(__name__)
 RECIPE_FILE = "recipe.yaml"
 
 
+PAIR_FILE_SUFFIXES = {".tsv", ".csv", ".jsonl"}
+
+
+def resolve_source(config: DataConfig) -> str:
+    """Return the data source of `config`, deciding `auto` from what `config.path` is.
+
+    Raises:
+        DataError: when `auto` meets a path that starts like a local path but does not exist.
+    """
+    if config.source != "auto":
+        return config.source
+    path = Path(config.path).expanduser()
+    if path.is_dir():
+        saved_dataset = (path / "dataset_dict.json").is_file() or (path / "state.json").is_file()
+        return "hf_dataset" if saved_dataset else "books"
+    if path.is_file():
+        return "pair_file" if path.suffix.lower() in PAIR_FILE_SUFFIXES else "books"
+    if config.path.startswith((".", "/", "~")) or path.suffix:
+        raise DataError(
+            f"data.path {config.path} not found (resolved to {path.resolve()}). Pass an existing file or folder, "
+            "or a Hugging Face dataset id such as owner/name."
+        )
+    return "hf_dataset"
+
+
 def load_training_pairs(config: DataConfig) -> PairSet:
     """Build the positive pairs that `config` describes."""
+    source = resolve_source(config)
     text_options = {"encoding": config.encoding, "errors": config.decode_errors}
     lengths = {"min_words": config.min_words, "max_words": config.max_words}
-    if config.source == "books":
+    if source == "books":
         return pairs_from_books(config.path, **text_options, **lengths)
-    if config.source == "pair_file":
+    if source == "pair_file":
         return pairs_from_file(config.path, columns=config.columns, **text_options, **lengths)
-    if config.source == "simcse":
+    if source == "simcse":
         return identical_pairs(config.path, **text_options, **lengths)
+    text_column = config.text_column
+    if text_column is None and config.pair_columns is None:
+        text_column = "text"
     return pairs_from_hf_dataset(
         config.path,
         split=config.split,
         config_name=config.config_name,
-        text_column=config.text_column,
+        text_column=text_column,
         pair_columns=config.pair_columns,
         streaming=config.streaming,
         max_rows=config.max_rows,
@@ -107,7 +136,7 @@ def count_truncated(model: Any, texts: list[str], max_length: int) -> int:
     tokenizer = model.tokenizer
     count = 0
     for start in range(0, len(texts), 4096):
-        encoded = tokenizer(texts[start : start + 4096], add_special_tokens=True, truncation=False)["input_ids"]
+        encoded = tokenizer(texts[start : start + 4096], truncation=False, verbose=False)["input_ids"]
         count += sum(len(ids) > max_length for ids in encoded)
     return count
 

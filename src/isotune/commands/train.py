@@ -1,0 +1,52 @@
+"""`isotune train RECIPE`: train, evaluate before and after, write the run folder."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from isotune.recipe import describe_keys
+
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model from a recipe and evaluate it before and after",
+        description="Train an encoder as RECIPE describes, evaluate it before and after, and write a run "
+        "folder with model/ (sentence-transformers format), recipe.yaml, metrics.json, report.md, run.json "
+        "and checkpoints/.",
+        epilog="Recipe keys (set in the YAML file or with --set SECTION.KEY=VALUE):\n" + describe_keys(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("recipe", type=Path, help="YAML recipe file, e.g. recipes/quickstart.yaml")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one recipe key, e.g. --set training.max_steps=20 (repeatable; VALUE is YAML)",
+    )
+    parser.add_argument("--output-dir", type=Path, help="run folder (overrides the recipe's output_dir)")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in the output folder from its latest checkpoint, with the same recipe",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from isotune.recipe import load_recipe
+    from isotune.training.run import run_training
+
+    overrides = list(args.overrides)
+    if args.output_dir is not None:
+        overrides.append(f"output_dir={args.output_dir}")
+    recipe = load_recipe(args.recipe, overrides)
+    command = shlex.join(["isotune", *sys.argv[1:]]) if Path(sys.argv[0]).name == "isotune" else ""
+    run_training(recipe, resume=args.resume, command=command or f"isotune train {args.recipe}")
+    print((Path(recipe.output_dir) / "report.md").read_text(encoding="utf-8"))
+    return 0
