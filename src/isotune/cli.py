@@ -6,12 +6,12 @@ import argparse
 import logging
 import sys
 
-from isotune.commands import evaluate, train
-from isotune.errors import ConfigError, DataError, ModelNotFoundError, TrainingError
+from isotune.commands import evaluate, publish, train
+from isotune.errors import ConfigError, DataError, ModelNotFoundError, PublishError, TrainingError
 
 # Errors caused by input the user can fix: printed as one message, without a traceback.
-USER_ERRORS = (ConfigError, DataError, ModelNotFoundError, TrainingError)
-COMMANDS = (train, evaluate)
+USER_ERRORS = (ConfigError, DataError, ModelNotFoundError, TrainingError, PublishError)
+COMMANDS = (train, evaluate, publish)
 
 
 def build_parser() -> argparse.ArgumentParser:

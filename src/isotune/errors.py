@@ -15,3 +15,7 @@ class ModelNotFoundError(FileNotFoundError):
 
 class TrainingError(RuntimeError):
     """A training run that had to stop, for example on a non-finite loss."""
+
+
+class PublishError(RuntimeError):
+    """A card, a file or a Hub repository that stops `isotune publish`; the message says what was committed."""
