@@ -8,7 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from isotune.losses import align_uniform_loss, alignment_loss, info_nce_loss, uniformity_loss
+from isotune.losses import align_uniform_loss, alignment_loss, info_nce_loss, same_text_mask, uniformity_loss
+from isotune.recipe import ObjectiveConfig
+from isotune.training.objective import compute_objective
 
 
 def _random_unit(rows: int, dim: int = 8, seed: int = 0) -> torch.Tensor:
@@ -137,3 +139,49 @@ def test_info_nce_rejects_single_pair():
 def test_invalid_arguments_are_rejected(call, message):
     with pytest.raises(ValueError, match=message):
         call(torch.eye(3))
+
+
+def test_uniformity_exclude_leaves_pairs_out():
+    x = _random_unit(4, seed=12)
+    exclude = torch.zeros(4, 4, dtype=torch.bool)
+    exclude[0, 2] = exclude[2, 0] = True
+    kept = [(i, j) for i in range(4) for j in range(i + 1, 4) if (i, j) != (0, 2)]
+    expected = math.log(sum(math.exp(-2 * float((x[i] - x[j]).pow(2).sum())) for i, j in kept) / len(kept))
+    assert uniformity_loss(x, exclude=exclude).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_uniformity_rejects_all_pairs_excluded():
+    with pytest.raises(ValueError, match="every pair"):
+        uniformity_loss(torch.eye(2), exclude=torch.ones(2, 2, dtype=torch.bool))
+
+
+def test_info_nce_exclude_drops_negatives_but_not_positive():
+    x, y = _random_unit(3, seed=13), _random_unit(3, seed=14)
+    exclude = torch.ones(3, 3, dtype=torch.bool)  # every negative removed: each row keeps only its positive
+    assert info_nce_loss(x, y, exclude=exclude).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_same_text_mask_finds_duplicates_by_text():
+    mask = same_text_mask(["a", "b", "a"], ["b", "c", "a"])
+    expected = torch.tensor([[False, False, True], [True, False, False], [False, False, True]])
+    assert torch.equal(mask, expected)
+
+
+def test_objective_ignores_duplicate_texts_as_negatives():
+    x, y = _random_unit(4, seed=15), _random_unit(4, seed=16)
+    first = ["a", "b", "a", "c"]
+    second = ["p", "q", "r", "s"]
+    with_texts = compute_objective(ObjectiveConfig(), x, y, texts=(first, second))
+    exclude = same_text_mask(first) & ~torch.eye(4, dtype=torch.bool)
+    expected = (uniformity_loss(x, exclude=exclude) + uniformity_loss(y)) / 2
+    assert with_texts["uniformity"].item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_info_nce_objective_drops_anchor_text_from_negatives():
+    # Consecutive pairs (a, b), (b, c): y_0 has the text of x_1, so it must not be a negative of x_1.
+    x, y = _random_unit(2, seed=17), _random_unit(2, seed=18)
+    config = ObjectiveConfig(name="info_nce", temperature=0.1)
+    parts = compute_objective(config, x, y, texts=(["a", "b"], ["b", "c"]))
+    logits = (x @ y.T) / 0.1
+    expected = (-logits[0, 0] + torch.logsumexp(logits[0], dim=0) + 0.0) / 2  # row 1 keeps only its positive
+    assert parts["loss"].item() == pytest.approx(expected.item(), rel=1e-5)

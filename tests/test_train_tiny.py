@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import random
 import shutil
 from pathlib import Path
 
@@ -13,59 +12,12 @@ import torch
 from safetensors.torch import load_file, save_file
 from sentence_transformers import SentenceTransformer
 
-from conftest import WORDS
+from conftest import tiny_recipe
 from isotune.cli import main
 from isotune.encoder import build_encoder
 from isotune.errors import ConfigError, TrainingError
-from isotune.recipe import load_recipe
 from isotune.training.loop import make_accelerator, train
 from isotune.training.run import load_training_pairs, run_training
-
-
-def _sentence(rng: random.Random) -> str:
-    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 9))).capitalize() + "."
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    """A books folder and an STS-B-layout data root made of the tiny vocabulary."""
-    root = tmp_path_factory.mktemp("corpus")
-    rng = random.Random(0)
-    (root / "books").mkdir()
-    for name in ("one", "two"):
-        paragraphs = [" ".join(_sentence(rng) for _ in range(5)) for _ in range(30)]
-        (root / "books" / f"{name}.txt").write_text("\n\n".join(paragraphs), encoding="utf-8")
-    rows = []
-    for index in range(40):
-        first, second = _sentence(rng), _sentence(rng)
-        score = rng.uniform(0, 5) if index % 4 else 4.5
-        rows.append(f"main-captions\tMSRvid\t2012test\t{index:04d}\t{score:.3f}\t{first}\t{second}")
-    (root / "sts" / "stsbenchmark").mkdir(parents=True)
-    (root / "sts" / "stsbenchmark" / "sts-dev.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
-    return root
-
-
-def _recipe(tiny_bert: Path, corpus: Path, output_dir: Path, *extra: str):
-    return load_recipe(
-        None,
-        [
-            f"model.name={tiny_bert}",
-            "model.max_seq_length=32",
-            f"data.path={corpus / 'books'}",
-            "data.min_words=3",
-            f"evaluation.data_root={corpus}",
-            "evaluation.tasks=[stsb-dev, geometry]",
-            "evaluation.geometry_sentences=100",
-            "training.batch_size=8",
-            "training.max_steps=12",
-            "training.learning_rate=1e-3",
-            "training.warmup_ratio=0.0",
-            "training.eval_every=4",
-            "training.checkpoint_every=4",
-            f"output_dir={output_dir}",
-            *extra,
-        ],
-    )
 
 
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -74,7 +26,7 @@ def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 def test_training_lowers_loss_and_saves_run(tiny_bert, corpus, tmp_path):
     run_dir = tmp_path / "run"
-    metrics = run_training(_recipe(tiny_bert, corpus, run_dir, "training.keep_best=false"))
+    metrics = run_training(tiny_recipe(tiny_bert, corpus, run_dir, "training.keep_best=false"))
     losses = [entry["loss"] for entry in metrics["history"]]
     assert np.mean(losses[-3:]) < np.mean(losses[:3])
     for name in ("recipe.yaml", "metrics.json", "report.md", "run.json"):
@@ -90,7 +42,7 @@ def test_training_lowers_loss_and_saves_run(tiny_bert, corpus, tmp_path):
 
 def test_saved_model_matches_trained_weights(tiny_bert, corpus, tmp_path):
     run_dir = tmp_path / "run"
-    run_training(_recipe(tiny_bert, corpus, run_dir, "training.keep_best=false", "training.max_steps=4"))
+    run_training(tiny_recipe(tiny_bert, corpus, run_dir, "training.keep_best=false", "training.max_steps=4"))
     model = SentenceTransformer(str(run_dir / "model"), device="cpu")
     embeddings = model.encode(["the dog runs", "a child reads a book"])
     assert np.allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
@@ -103,7 +55,7 @@ def test_saved_model_matches_trained_weights(tiny_bert, corpus, tmp_path):
 
 def test_keep_best_saves_best_dev_step(tiny_bert, corpus, tmp_path):
     run_dir = tmp_path / "run"
-    metrics = run_training(_recipe(tiny_bert, corpus, run_dir))
+    metrics = run_training(tiny_recipe(tiny_bert, corpus, run_dir))
     scored = [entry for entry in metrics["history"] if "stsb_dev" in entry]
     best = max(scored, key=lambda entry: entry["stsb_dev"])
     assert [entry["step"] for entry in scored] == [4, 8, 12]
@@ -113,10 +65,10 @@ def test_keep_best_saves_best_dev_step(tiny_bert, corpus, tmp_path):
 
 def test_resume_continues_exactly(tiny_bert, corpus, tmp_path):
     straight = tmp_path / "straight"
-    run_training(_recipe(tiny_bert, corpus, straight, "training.keep_best=false"))
+    run_training(tiny_recipe(tiny_bert, corpus, straight, "training.keep_best=false"))
 
     resumed = tmp_path / "resumed"
-    recipe = _recipe(tiny_bert, corpus, resumed, "training.keep_best=false", "training.keep_checkpoints=5")
+    recipe = tiny_recipe(tiny_bert, corpus, resumed, "training.keep_best=false", "training.keep_checkpoints=5")
     run_training(recipe)
     # Roll the run back to its step-4 checkpoint, as if it had died at step 5.
     for later in ("step-0000008", "step-0000012"):
@@ -133,8 +85,8 @@ def test_resume_continues_exactly(tiny_bert, corpus, tmp_path):
 
 def test_resume_with_other_recipe_is_rejected(tiny_bert, corpus, tmp_path):
     run_dir = tmp_path / "run"
-    run_training(_recipe(tiny_bert, corpus, run_dir, "training.max_steps=4", "training.eval_every=0"))
-    other = _recipe(tiny_bert, corpus, run_dir, "training.max_steps=4", "objective.lambda=2")
+    run_training(tiny_recipe(tiny_bert, corpus, run_dir, "training.max_steps=4", "training.eval_every=0"))
+    other = tiny_recipe(tiny_bert, corpus, run_dir, "training.max_steps=4", "objective.lambda=2")
     with pytest.raises(ConfigError, match="different recipe"):
         run_training(other, resume=True)
 
@@ -144,7 +96,7 @@ def test_output_dir_with_another_run_is_rejected(tiny_bert, corpus, tmp_path):
     run_dir.mkdir()
     (run_dir / "metrics.json").write_text("{}", encoding="utf-8")
     with pytest.raises(ConfigError, match="not empty"):
-        run_training(_recipe(tiny_bert, corpus, run_dir))
+        run_training(tiny_recipe(tiny_bert, corpus, run_dir))
 
 
 def test_nan_loss_stops_run_without_saving(tiny_bert, corpus, tmp_path):
@@ -155,12 +107,10 @@ def test_nan_loss_stops_run_without_saving(tiny_bert, corpus, tmp_path):
     weights[key] = torch.full_like(weights[key], float("nan"))
     save_file(weights, str(broken / "model.safetensors"))
     run_dir = tmp_path / "run"
-    recipe = _recipe(broken, corpus, run_dir)
+    recipe = tiny_recipe(broken, corpus, run_dir)
     pairs = load_training_pairs(recipe.data).pairs
     with pytest.raises(TrainingError, match="step 1, micro batch 0, pair rows"):
-        train(
-            recipe, make_accelerator(recipe), build_encoder(recipe.model), pairs, run_dir, fingerprint="test"
-        )
+        train(recipe, make_accelerator(recipe), build_encoder(recipe.model), pairs, run_dir, fingerprint="test")
     assert not (run_dir / "model").exists()
     assert not (run_dir / "checkpoints").exists()
 
@@ -172,7 +122,7 @@ def test_nan_loss_skipped_when_configured(tiny_bert, corpus, tmp_path):
     key = next(name for name in weights if name.endswith("word_embeddings.weight"))
     weights[key] = torch.full_like(weights[key], float("nan"))
     save_file(weights, str(broken / "model.safetensors"))
-    recipe = _recipe(broken, corpus, tmp_path / "run", "training.on_nonfinite=skip", "training.max_steps=3")
+    recipe = tiny_recipe(broken, corpus, tmp_path / "run", "training.on_nonfinite=skip", "training.max_steps=3")
     pairs = load_training_pairs(recipe.data).pairs
     state = train(
         recipe,
@@ -194,7 +144,7 @@ def test_cli_reports_invalid_value(tmp_path, capsys):
 
 def test_cli_trains_and_evaluates(tiny_bert, corpus, tmp_path, capsys):
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(_recipe(tiny_bert, corpus, tmp_path / "run", "training.max_steps=2").to_yaml(), "utf-8")
+    recipe.write_text(tiny_recipe(tiny_bert, corpus, tmp_path / "run", "training.max_steps=2").to_yaml(), "utf-8")
     assert main(["train", str(recipe)]) == 0
     assert "| after |" in capsys.readouterr().out
     output = tmp_path / "eval.json"
@@ -211,4 +161,4 @@ def test_cli_trains_and_evaluates(tiny_bert, corpus, tmp_path, capsys):
         ]
     )
     assert code == 0
-    assert "stsb-dev" in json.loads(output.read_text(encoding="utf-8"))["results"]
+    assert "stsb-dev" in json.loads(output.read_text(encoding="utf-8"))["tasks"]

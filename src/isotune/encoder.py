@@ -16,7 +16,7 @@ from huggingface_hub import snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 from sentence_transformers import SentenceTransformer
 
-from isotune.errors import ModelNotFoundError
+from isotune.errors import ConfigError, ModelNotFoundError
 from isotune.fileio import atomic_directory
 from isotune.hub import hub_unreachable_reason
 from isotune.recipe import ModelConfig
@@ -123,7 +123,7 @@ def build_encoder(config: ModelConfig, device: str | None = "cpu") -> SentenceTr
     )
     model_limit = getattr(transformer.auto_model.config, "max_position_embeddings", None)
     if model_limit is not None and config.max_seq_length > model_limit:
-        raise ValueError(
+        raise ConfigError(
             f"model.max_seq_length={config.max_seq_length} exceeds the {model_limit} positions of {config.name}; "
             f"set model.max_seq_length to at most {model_limit}."
         )

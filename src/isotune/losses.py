@@ -52,7 +52,7 @@ def alignment_loss(x: torch.Tensor, y: torch.Tensor, alpha: float = 2.0) -> torc
         return (x - y).norm(p=2, dim=1).pow(alpha).mean()
 
 
-def uniformity_loss(x: torch.Tensor, t: float = 2.0) -> torch.Tensor:
+def uniformity_loss(x: torch.Tensor, t: float = 2.0, *, exclude: torch.Tensor | None = None) -> torch.Tensor:
     """Compute `log mean_{i<j} exp(-t ||x_i - x_j||^2)` over all distinct pairs of the batch.
 
     The value lies in `[-4t, 0]` on the unit sphere: 0 when all embeddings coincide, lower when they
@@ -61,6 +61,8 @@ def uniformity_loss(x: torch.Tensor, t: float = 2.0) -> torch.Tensor:
     Args:
         x: L2-normalised embeddings, `[batch, dim]`.
         t: temperature of the Gaussian potential, > 0.
+        exclude: optional boolean `[batch, batch]` mask of pairs to leave out of the mean, such as two
+            copies of the same text, which would otherwise be pushed apart.
 
     Example: e1 and e2 are at squared distance 2, so with t = 2 the uniformity is log(exp(-4)) = -4.0.
     """
@@ -76,11 +78,18 @@ def uniformity_loss(x: torch.Tensor, t: float = 2.0) -> torch.Tensor:
         norms = gram.diagonal()
         rows, cols = torch.triu_indices(batch, batch, offset=1, device=x.device)
         sq_dist = (norms[rows] + norms[cols] - 2 * gram[rows, cols]).clamp_min(0)
+        if exclude is not None:
+            _check_mask("uniformity_loss", exclude, batch)
+            sq_dist = sq_dist[~exclude[rows, cols]]
+            if sq_dist.numel() == 0:
+                raise ValueError("uniformity_loss: every pair of the batch is excluded, so no pair is left.")
         count = torch.tensor(float(sq_dist.numel()), device=x.device)
         return torch.logsumexp(-t * sq_dist, dim=0) - count.log()
 
 
-def info_nce_loss(x: torch.Tensor, y: torch.Tensor, temperature: float = 0.05) -> torch.Tensor:
+def info_nce_loss(
+    x: torch.Tensor, y: torch.Tensor, temperature: float = 0.05, *, exclude: torch.Tensor | None = None
+) -> torch.Tensor:
     """Compute the in-batch InfoNCE loss: cross-entropy of `cos(x_i, y_j) / temperature` against `j = i`.
 
     Each `y_i` is the positive of `x_i` and the other `y_j` of the batch are its negatives, as in SimCSE.
@@ -90,23 +99,58 @@ def info_nce_loss(x: torch.Tensor, y: torch.Tensor, temperature: float = 0.05) -
         x: L2-normalised anchor embeddings, `[batch, dim]`.
         y: L2-normalised positive embeddings, same shape.
         temperature: softmax temperature, > 0.
+        exclude: optional boolean `[batch, batch]` mask; `exclude[i, j]` removes `y_j` from the negatives of
+            `x_i` (for example a copy of `x_i`'s own text). The diagonal (the positives) is never removed.
     """
     _check_pair("info_nce_loss", x, y, minimum=2)
     if temperature <= 0:
         raise ValueError(f"info_nce_loss needs temperature > 0, got {temperature}.")
     with torch.autocast(device_type=x.device.type, enabled=False):
         logits = (x.float() @ y.float().T) / temperature  # [batch, batch]
+        if exclude is not None:
+            _check_mask("info_nce_loss", exclude, x.shape[0])
+            off_diagonal = exclude & ~torch.eye(x.shape[0], dtype=torch.bool, device=x.device)
+            logits = logits.masked_fill(off_diagonal, float("-inf"))
         labels = torch.arange(x.shape[0], device=x.device)
         return F.cross_entropy(logits, labels)
 
 
+def _check_mask(name: str, exclude: torch.Tensor, batch: int) -> None:
+    if exclude.dtype != torch.bool or tuple(exclude.shape) != (batch, batch):
+        raise ValueError(
+            f"{name} expects exclude as a boolean [{batch}, {batch}] mask, got {exclude.dtype} {tuple(exclude.shape)}."
+        )
+
+
 def align_uniform_loss(
-    x: torch.Tensor, y: torch.Tensor, *, alpha: float = 2.0, t: float = 2.0, lam: float = 1.0
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    alpha: float = 2.0,
+    t: float = 2.0,
+    lam: float = 1.0,
+    exclude_x: torch.Tensor | None = None,
+    exclude_y: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Compute `L_align + lam * (L_uniform(x) + L_uniform(y)) / 2` and its parts.
 
-    Returns a dict with `loss` (to minimise), `alignment` and `uniformity` (the mean over both sides).
+    `exclude_x` and `exclude_y` are optional pair masks for the uniformity of each side (see
+    `uniformity_loss`). Returns a dict with `loss` (to minimise), `alignment` and `uniformity` (the mean
+    over both sides).
     """
     alignment = alignment_loss(x, y, alpha=alpha)
-    uniformity = (uniformity_loss(x, t=t) + uniformity_loss(y, t=t)) / 2
+    uniformity = (uniformity_loss(x, t=t, exclude=exclude_x) + uniformity_loss(y, t=t, exclude=exclude_y)) / 2
     return {"loss": alignment + lam * uniformity, "alignment": alignment, "uniformity": uniformity}
+
+
+def same_text_mask(first: list[str], second: list[str] | None = None) -> torch.Tensor:
+    """Return the boolean `[len(first), len(second)]` mask of positions whose texts are equal.
+
+    Duplicates are found by text, never by embedding similarity, so genuinely similar sentences stay
+    negatives. With `second` omitted, compares `first` with itself.
+    """
+    second = first if second is None else second
+    ids: dict[str, int] = {}
+    first_ids = torch.tensor([ids.setdefault(text, len(ids)) for text in first])
+    second_ids = torch.tensor([ids.setdefault(text, len(ids)) for text in second])
+    return first_ids[:, None] == second_ids[None, :]

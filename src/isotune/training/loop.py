@@ -163,7 +163,7 @@ def _forward(
     texts = [a for a, _ in batch] + [b for _, b in batch]
     embeddings = _embed_by_length(accelerator, model, texts, recipe.training.forward_chunk_size)
     x, y = embeddings[: len(batch)], embeddings[len(batch) :]  # [batch, dim] each, L2-normalised
-    return compute_objective(recipe.objective, x, y)
+    return compute_objective(recipe.objective, x, y, texts=(texts[: len(batch)], texts[len(batch) :]))
 
 
 def _embed_by_length(

@@ -4,24 +4,46 @@ from __future__ import annotations
 
 import torch
 
-from isotune.losses import align_uniform_loss, alignment_loss, info_nce_loss, uniformity_loss
+from isotune.losses import align_uniform_loss, alignment_loss, info_nce_loss, same_text_mask, uniformity_loss
 from isotune.recipe import ObjectiveConfig
 
 
-def compute_objective(config: ObjectiveConfig, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+def compute_objective(
+    config: ObjectiveConfig, x: torch.Tensor, y: torch.Tensor, texts: tuple[list[str], list[str]] | None = None
+) -> dict[str, torch.Tensor]:
     """Return `loss` (to minimise) plus `alignment` and `uniformity` of the batch for monitoring.
 
     Args:
         config: the objective section of the recipe.
         x: L2-normalised embeddings of the first sentences of the pairs, `[batch, dim]`.
         y: L2-normalised embeddings of their positives, `[batch, dim]`.
+        texts: the texts behind `x` and `y`. When given, copies of the same text in a batch are never
+            treated as each other's negatives: they are left out of uniformity, and InfoNCE drops `y_j`
+            from the negatives of `x_i` when `y_j` has the text of `x_i` or of `y_i`.
     """
+    exclude_x = exclude_y = exclude_nce = None
+    if texts is not None:
+        first, second = texts
+        exclude_x = same_text_mask(first).to(x.device)
+        exclude_y = same_text_mask(second).to(x.device)
+        exclude_nce = (exclude_y | same_text_mask(first, second)).to(x.device)
+        exclude_x, exclude_y = _only_if_any(exclude_x), _only_if_any(exclude_y)
     if config.name == "align_uniform":
-        return align_uniform_loss(x, y, alpha=config.alpha, t=config.t, lam=config.lam)
+        return align_uniform_loss(
+            x, y, alpha=config.alpha, t=config.t, lam=config.lam, exclude_x=exclude_x, exclude_y=exclude_y
+        )
     if config.name == "info_nce":
-        loss = info_nce_loss(x, y, temperature=config.temperature)
+        loss = info_nce_loss(x, y, temperature=config.temperature, exclude=exclude_nce)
         with torch.no_grad():
             alignment = alignment_loss(x, y, alpha=config.alpha)
-            uniformity = (uniformity_loss(x, t=config.t) + uniformity_loss(y, t=config.t)) / 2
+            uniformity = (
+                uniformity_loss(x, t=config.t, exclude=exclude_x) + uniformity_loss(y, t=config.t, exclude=exclude_y)
+            ) / 2
         return {"loss": loss, "alignment": alignment, "uniformity": uniformity}
     raise ValueError(f"Unknown objective {config.name!r}; use 'align_uniform' or 'info_nce'.")
+
+
+def _only_if_any(same_text: torch.Tensor) -> torch.Tensor | None:
+    """Return the off-diagonal part of a same-text mask, or None when the batch has no duplicate text."""
+    off_diagonal = same_text & ~torch.eye(same_text.shape[0], dtype=torch.bool, device=same_text.device)
+    return off_diagonal if off_diagonal.any() else None
