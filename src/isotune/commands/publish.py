@@ -40,7 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--force",
         action="store_true",
-        help="publish into a repository branch that holds files isotune did not publish (they are kept; files "
+        help="publish into a repository branch that contains files isotune did not publish (they are kept; files "
         "at the same paths are replaced)",
     )
     parser.set_defaults(run=run)

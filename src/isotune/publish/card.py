@@ -124,6 +124,7 @@ def _usage(inputs: CardInputs) -> str:
 
 def _results(run: RunFolder, plots: list[str]) -> str:
     before, after = run.metrics["before"], run.metrics["after"]
+    rows = {"before": summary_row(before), "after": summary_row(after)}
     lines = [
         "## Evaluation before and after training",
         "",
@@ -131,9 +132,10 @@ def _results(run: RunFolder, plots: list[str]) -> str:
         "of a task pooled. Geometry is measured on L2-normalised embeddings: alignment over STS-B dev pairs with "
         "gold score >= 4, uniformity (t = 2) and average cosine over sentences sampled from the training data.",
         "",
-        markdown_table({"before": summary_row(before), "after": summary_row(after)}),
-        "n/a: not evaluated in this run.",
-        "",
+        markdown_table(rows),
+        "n/a: not evaluated in this run.\n"
+        if any(value is None for row in rows.values() for value in row.values())
+        else "",
         "### STS",
         "",
         sts_table(before, after),
@@ -228,7 +230,10 @@ def _citation(base_model: BaseModel) -> str:
     if not entries and base_model.hub_id == "sentence-transformers/all-MiniLM-L6-v2":
         entries = [SENTENCE_BERT_BIBTEX]
     if entries:
-        lines += ["The base model, as its card asks to cite it:" if base_model.bibtex_entries() else "The base model:"]
+        if base_model.bibtex_entries():
+            lines.append("The base model, as its card asks to cite it:")
+        else:
+            lines.append("The base model (its card has no BibTeX entry; all-MiniLM-L6-v2 is a Sentence-BERT model):")
         lines += ["", *[f"```bibtex\n{entry}\n```\n" for entry in entries]]
     elif base_model.hub_id is not None:
         lines += [

@@ -1,4 +1,4 @@
-"""The files a publish uploads, and the staging folder that holds exactly those files.
+"""The files a publish uploads, and the staging folder that contains exactly those files.
 
 The repository gets the sentence-transformers model folder at its root (so `SentenceTransformer("owner/name")`
 loads it), the model card as README.md, every PNG under `plots/`, and the run's recipe, metrics and run

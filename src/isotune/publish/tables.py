@@ -69,8 +69,9 @@ def transfer_tasks(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
 def transfer_table(before: dict[str, Any], after: dict[str, Any]) -> str:
     """Return each transfer task's headline numbers before and after training.
 
-    NOTE: transfer results have no fixed layout in this module; it shows every number at the top level of
-    a task's result, and the `all` or `mean` entry of a nested mapping, under the key's name.
+    The headline numbers are `accuracy` and `f1` where a result has them (SentEval-style classification,
+    in percent). NOTE: for a result without either, every other number at its top level is shown, and
+    the `all` or `mean` entry of a nested mapping, under the key's name.
     """
     tasks = transfer_tasks(before, after)
     if not tasks:
@@ -88,6 +89,9 @@ def transfer_table(before: dict[str, Any], after: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+HEADLINE_KEYS = ("accuracy", "f1")
+
+
 def _headline_numbers(result: Any) -> dict[str, float]:
     if not isinstance(result, dict):
         return {}
@@ -97,4 +101,5 @@ def _headline_numbers(result: Any) -> dict[str, float]:
             value = value.get("all", value.get("mean"))
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             numbers[key] = float(value)
-    return numbers
+    headline = {key: numbers[key] for key in HEADLINE_KEYS if key in numbers}
+    return headline or numbers

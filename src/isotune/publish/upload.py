@@ -1,8 +1,8 @@
 """Commit a staged folder to a Hugging Face Hub model repository in one commit.
 
 A commit made with `HfApi.create_commit` is atomic on the Hub: the branch moves to the new commit with all
-of its files, or stays where it was. Large files (LFS) are sent to the Hub's storage before the commit; if
-the commit then fails, they are not part of any revision, and a retry skips the ones the Hub already has.
+of its files, or stays where it was. Large files (LFS) are sent to the Hub's storage before the commit. If
+the commit then fails, they belong to no revision, and a retry skips the ones the Hub already has.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ HUB_OWN_FILES = frozenset({".gitattributes"})
 
 @dataclass(frozen=True)
 class HubTarget:
-    """Where to publish: the repository, the branch (None for main) and how to treat existing content."""
+    """The publish target: the repository, the branch (None for main) and how to treat existing content."""
 
     repo_id: str
     revision: str | None = None
@@ -94,8 +94,8 @@ def commit_folder(
 ) -> str:
     """Commit the files `paths` of `staging` to `target` in a single commit and return the commit URL.
 
-    The repository is created when missing. A target branch that is empty, new, or holds an earlier isotune
-    publish ends up holding exactly `paths` (and .gitattributes); other content is an error unless
+    The repository is created when missing. A target branch that is empty, new, or contains an earlier
+    isotune publish ends up with exactly `paths` (and .gitattributes). Other content is an error unless
     `target.force`, which adds the files on top and keeps the rest.
 
     Raises:
@@ -164,7 +164,7 @@ def _ensure_repo(api: HfApi, target: HubTarget) -> bool:
 def _ensure_branch(api: HfApi, target: HubTarget) -> tuple[bool, bool]:
     """Create `target.branch` from main when missing.
 
-    Returns (fresh, created): fresh when the branch holds nothing of its own, created when it is new.
+    Returns (fresh, created): fresh when the branch has no content of its own, created when it is new.
     """
     if target.branch == DEFAULT_BRANCH:
         return False, False

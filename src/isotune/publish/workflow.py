@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PublishOptions:
-    """What `isotune publish` was asked to do; `command` is the publish command shown in the card."""
+    """The options of one `isotune publish`; `command` is the publish command shown in the card."""
 
     repo_id: str
     private: bool = False
@@ -143,7 +143,7 @@ def _check_dry_run_folder(path: Path, run: RunFolder) -> Path:
             raise ConfigError(f"--dry-run {out_dir} is a file; pass a folder path.")
         if any(out_dir.iterdir()) and not (out_dir / MARKER_PATH).is_file():
             raise ConfigError(
-                f"--dry-run folder {out_dir} is not empty and holds no earlier dry run, so it is not replaced. "
+                f"--dry-run folder {out_dir} is not empty and contains no earlier dry run, so it is not replaced. "
                 "Choose a new or empty folder."
             )
     return out_dir
