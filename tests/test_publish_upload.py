@@ -30,7 +30,7 @@ from isotune.publish.workflow import PublishOptions, publish_run
 from test_publish_card import FAKE_TOKEN, build_run_folder, snapshot
 
 GITATTRIBUTES = b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
-MAX_BODY_BYTES = 64 << 20
+MAX_BODY_BYTES = 256 << 20
 
 
 @dataclass
@@ -57,6 +57,7 @@ class HubState:
     commits: int = 0
     lfs_uploads: int = 0
     fail_commits: int = 0
+    reject_lfs_uploads: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def new_sha(self) -> str:
@@ -225,6 +226,9 @@ class HubHandler(BaseHTTPRequestHandler):
         self._send(200, {"transfer": "basic", "objects": objects})
 
     def lfs_put(self, body: bytes, oid: str) -> None:
+        if self.state.reject_lfs_uploads:
+            self._send(403, {"error": "Upload URL expired"})
+            return
         if hashlib.sha256(body).hexdigest() != oid:
             self._send(400, {"error": "content does not match its oid"})
             return
@@ -276,7 +280,8 @@ def hub(monkeypatch):
     monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    # Keep the plain LFS protocol even where hf_xet is installed: this server does not speak Xet.
+    # huggingface_hub 2.x depends on hf_xet and sends LFS files with the Xet protocol unless it is disabled; this
+    # server implements only the LFS batch protocol.
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
     try:
         yield state
@@ -410,3 +415,10 @@ def test_failed_commit_changes_nothing_and_retry_works(hub, run_dir, tmp_path):
     paths = publish(run_dir)
     assert set(hub.repos["someone/tiny-align"].branches["main"].files) == set(paths) | {".gitattributes"}
     assert hub.lfs_uploads == 1  # the Hub already had model.safetensors, so the retry did not send it again
+
+
+def test_failed_lfs_upload_names_file_and_cause(hub, run_dir):
+    hub.reject_lfs_uploads = True
+    with pytest.raises(PublishError, match="model.safetensors.*403.*No commit was made"):
+        publish(run_dir)
+    assert hub.repos["someone/tiny-align"].branches["main"].files == {".gitattributes": GITATTRIBUTES}

@@ -1,8 +1,9 @@
 """Commit a staged folder to a Hugging Face Hub model repository in one commit.
 
 A commit made with `HfApi.create_commit` is atomic on the Hub: the branch moves to the new commit with all
-of its files, or stays where it was. Large files (LFS) are sent to the Hub's storage before the commit. If
-the commit then fails, they belong to no revision, and a retry skips the ones the Hub already has.
+of its files, or stays where it was. Large files are sent to the Hub's storage (LFS or Xet) before the
+commit. If the commit then fails, they belong to no revision. With LFS, a retry skips the ones the Hub
+already has (tested); Xet deduplicates content too, but that is not tested here.
 """
 
 from __future__ import annotations
@@ -206,7 +207,9 @@ def _hub_errors() -> tuple[type[BaseException], ...]:
 
 
 def _failure_message(error: BaseException, target: HubTarget, token: str, changes: list[str]) -> str:
-    detail = " ".join(str(error).split()) or type(error).__name__
+    # huggingface_hub wraps a failed LFS upload in a RuntimeError whose own message names only the file.
+    causes = [error] if error.__cause__ is None else [error, error.__cause__]
+    detail = " ".join(" ".join(str(item).split()).rstrip(".") or type(item).__name__ for item in causes)
     detail = detail.replace(token, "<token>")
     status = getattr(getattr(error, "response", None), "status_code", None)
     hint = "Check the network and run the same command again."
@@ -218,6 +221,5 @@ def _failure_message(error: BaseException, target: HubTarget, token: str, change
     changed = f" ({' and '.join(changes)})" if changes else ""
     return (
         f"Publishing to {target.repo_id} (branch {target.branch}) failed: {detail}. No commit was made, so the "
-        f"branch holds none of this run's files{changed}; large files already sent stay in the Hub's storage and "
-        f"are skipped on retry. {hint}"
+        f"branch contains none of this run's files{changed}. {hint}"
     )
