@@ -133,9 +133,10 @@ def _results(run: RunFolder, plots: list[str]) -> str:
         "gold score >= 4, uniformity (t = 2) and average cosine over sentences sampled from the training data.",
         "",
         markdown_table(rows),
-        "n/a: not evaluated in this run.\n"
-        if any(value is None for row in rows.values() for value in row.values())
-        else "",
+    ]
+    if any(value is None for row in rows.values() for value in row.values()):
+        lines += ["n/a: not evaluated in this run.", ""]
+    lines += [
         "### STS",
         "",
         sts_table(before, after),
