@@ -216,3 +216,37 @@ def test_real_files_load_with_expected_sizes():
         "surprise.SMTnews": 399,
     }
     assert len(load_sick(SHARED_STS / "SICK" / "SICK_trial.txt").subsets[0]) == 500
+
+
+def test_sts13_fixture_in_senteval_layout():
+    task = load_senteval_sts(FIXTURE_STS / "STS13-en-test", "sts13")
+    sizes = {subset.name: len(subset) for subset in task.subsets}
+    assert sizes == {"FNWN": 3, "headlines": 3}
+    headlines = task.subsets[1]
+    assert headlines.skipped == 1
+    # A third input column (the source of the pair) is ignored.
+    assert headlines.sentences2[0] == "A man is playing guitar."
+
+
+def test_zero_norm_embedding_gives_cosine_zero(caplog):
+    embed = AngleEmbed()
+    subset = _subset(embed, "s", [0.9, 0.5, 0.1], [3.0, 2.0, 1.0])
+
+    def embed_with_empty(texts: list[str]) -> np.ndarray:
+        vectors = embed(texts)
+        vectors[[index for index, text in enumerate(texts) if text == subset.sentences2[0]]] = 0.0
+        return vectors
+
+    with caplog.at_level(logging.WARNING, logger="isotune.evaluation.sts"):
+        result = evaluate_sts(embed_with_empty, StsTask("crafted", [subset]))
+    assert "1 sentences have an embedding of norm 0" in caplog.text
+    # The first pair's cosine falls from 0.9 to 0, below the others, so its rank flips.
+    assert result["spearman"]["s"] == pytest.approx(-50.0)
+
+
+def test_undefined_subsets_listed():
+    embed = AngleEmbed()
+    good = _subset(embed, "good", [0.2, 0.4, 0.6], [1.0, 2.0, 3.0])
+    flat = _subset(embed, "flat", [0.3, 0.7], [2.0, 2.0])
+    result = evaluate_sts(embed, StsTask("crafted", [good, flat]))
+    assert result["undefined"] == ["flat"]

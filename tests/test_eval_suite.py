@@ -148,3 +148,63 @@ def test_summary_row_and_markdown_table():
     assert lines[2] == "| before | 81.23 | n/a | n/a | 0.123 | -3.500 | n/a |"
     assert lines[3].startswith("| after | ")
     assert len(lines) == 4
+
+
+def test_groups_expand_to_tasks():
+    from isotune.evaluation.suite import STS_TASKS, TRANSFER_TASKS
+
+    assert resolve_tasks(["transfer"]) == ["mr", "cr", "subj", "mpqa", "sst2", "trec", "mrpc"]
+    assert resolve_tasks("sts,geometry") == [*STS_TASKS, "geometry"]
+    assert resolve_tasks(["mr", "transfer"])[0] == "mr"
+    assert len(resolve_tasks(["mr", "transfer"])) == len(TRANSFER_TASKS)
+
+
+def test_missing_tasks_skipped_with_reason():
+    from isotune.evaluation.suite import load_suite_data
+
+    data = load_suite_data(["sts12", "sts14", "stsb-test", "geometry"], FIXTURE_ROOT, on_missing="skip")
+    assert data.tasks == ["sts12", "geometry"]
+    assert set(data.skipped) == {"sts14", "stsb-test"}
+    assert "STS14-en-test" in data.skipped["sts14"]
+    assert "--data-root" in data.skipped["stsb-test"]
+
+
+def test_sts13_from_fixture_root():
+    results = run_evaluation(HashEmbed(), ["sts13"], FIXTURE_ROOT, show_progress=False)
+    assert results["sts13"]["pairs"] == {"FNWN": 3, "headlines": 3}
+    assert results["sts13"]["skipped"] == {"FNWN": 0, "headlines": 1}
+
+
+def test_transfer_and_geometry_share_one_embedding_pass():
+    embed = HashEmbed()
+    results = run_evaluation(embed, ["trec", "mrpc", "geometry"], FIXTURE_ROOT, show_progress=False)
+    assert len(embed.calls) == 1
+    assert len(embed.calls[0]) == len(set(embed.calls[0]))
+    assert set(results) == {"trec", "mrpc", "geometry"}
+    assert "f1" in results["mrpc"]
+    assert "isotropy" in results["geometry"]
+
+
+def test_geometry_pairs_from_another_task():
+    from isotune.evaluation.suite import load_suite_data
+
+    data = load_suite_data(["geometry"], FIXTURE_ROOT, geometry_pairs="sick-trial")
+    assert data.geometry.pairs_task == "sick-trial"
+    # One SICK fixture pair has relatedness >= 4.
+    assert data.geometry.positive_pairs == [("A boy is jumping.", "A child is jumping.")]
+
+
+def test_unknown_geometry_pairs_task_raises():
+    from isotune.evaluation.suite import load_suite_data
+
+    with pytest.raises(ConfigError, match="Unknown geometry pairs task 'books'"):
+        load_suite_data(["geometry"], FIXTURE_ROOT, geometry_pairs="books")
+
+
+def test_chunked_cache_matches_single_call():
+    texts = [f"text number {index}" * (index % 3 + 1) for index in range(25)]
+    single, chunked = CachedEmbedder(HashEmbed()), CachedEmbedder(HashEmbed())
+    single.add(texts)
+    chunked.add(texts, chunk_size=4)
+    np.testing.assert_array_equal(single(texts), chunked(texts))
+    assert chunked.num_calls == 7

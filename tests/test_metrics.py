@@ -118,3 +118,62 @@ def test_normalize_torch_keeps_type():
     assert isinstance(result, torch.Tensor)
     assert result.dtype == torch.float64
     torch.testing.assert_close(result.norm(dim=1), torch.ones(2, dtype=torch.float64))
+
+
+def _isotropy_reference(x: np.ndarray) -> float:
+    """Partition-function ratio over the eigenvectors of x^T x and their negatives, by a plain loop."""
+    _, vectors = np.linalg.eigh(x.T.astype(np.float64) @ x)
+    partitions = []
+    for column in range(vectors.shape[1]):
+        for sign in (1.0, -1.0):
+            direction = sign * vectors[:, column]
+            partitions.append(sum(math.exp(float(direction @ row)) for row in x))
+    return min(partitions) / max(partitions)
+
+
+def test_isotropy_matches_reference_loop():
+    x = _random_unit_rows(40, 5, seed=4)
+    assert metrics.isotropy(x) == pytest.approx(_isotropy_reference(x), rel=1e-9)
+
+
+def test_isotropy_orders_spread_and_cone():
+    spread = np.concatenate([np.eye(3), -np.eye(3)]).astype(np.float32)
+    assert metrics.isotropy(spread) == pytest.approx(1.0)
+    cone = metrics.normalize(_random_unit_rows(50, 4, seed=5) + np.array([3.0, 0, 0, 0], dtype=np.float32))
+    assert metrics.isotropy(cone) < 0.5
+
+
+def test_effective_rank_extremes():
+    assert metrics.effective_rank(np.eye(4, dtype=np.float32)) == pytest.approx(4.0)
+    parallel = np.tile(np.array([[0.6, 0.8, 0.0]], dtype=np.float32), (5, 1))
+    assert metrics.effective_rank(parallel) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_effective_rank_matches_svd_entropy():
+    x = _random_unit_rows(30, 6, seed=6)
+    values = np.linalg.svd(x.astype(np.float64), compute_uv=False)
+    shares = values / values.sum()
+    expected = math.exp(-float((shares * np.log(shares)).sum()))
+    assert metrics.effective_rank(x) == pytest.approx(expected, rel=1e-6)
+    np.testing.assert_allclose(metrics.singular_values(x), values, rtol=1e-6)
+
+
+def test_top_component_share_matches_pca():
+    x = _random_unit_rows(25, 4, seed=7)
+    centred = x.astype(np.float64) - x.mean(axis=0)
+    variances = np.linalg.eigvalsh(np.cov(centred.T))
+    assert metrics.top_component_share(x) == pytest.approx(variances[-1] / variances.sum(), rel=1e-6)
+    # Rows on one line through the origin vary along one direction only.
+    line = np.array([[1.0, 0.0], [-1.0, 0.0], [1.0, 0.0]], dtype=np.float32)
+    assert metrics.top_component_share(line) == pytest.approx(1.0)
+
+
+def test_top_component_share_of_identical_rows_raises():
+    identical = np.tile(np.array([[1.0, 0.0]], dtype=np.float32), (3, 1))
+    with pytest.raises(ValueError, match="undefined: all embeddings coincide"):
+        metrics.top_component_share(identical)
+
+
+def test_spectral_measures_reject_unnormalised_rows():
+    with pytest.raises(ValueError, match="L2-normalised rows"):
+        metrics.isotropy(np.array([[2.0, 0.0], [0.0, 1.0]], dtype=np.float32))

@@ -149,3 +149,91 @@ def average_cosine(x: np.ndarray | torch.Tensor, num_pairs: int | None = None, s
     second = second + (second >= first)
     first_rows, second_rows = rows[torch.from_numpy(first)], rows[torch.from_numpy(second)]
     return float((first_rows * second_rows).sum(dim=1).mean())
+
+
+def _to_float64(name: str, x: np.ndarray | torch.Tensor, minimum_rows: int) -> np.ndarray:
+    """Check `x` like the other metrics (finite, `[n, dim]`, unit rows) and return it as a float64 numpy array."""
+    matrix = _to_matrix(name, x)
+    _check_min_rows(name, matrix, minimum_rows)
+    _check_unit_rows(name, matrix)
+    return matrix.double().numpy()
+
+
+def spectral_measures(x: np.ndarray | torch.Tensor) -> dict[str, float | None | np.ndarray]:
+    """Compute `isotropy`, `effective_rank`, `top_component_share` and `singular_values` of `x` at once.
+
+    `x` is `[n, dim]` with L2-normalised rows and n >= 2. All four come from one eigendecomposition of
+    `W^T W` (`W` = `x`, not centred) and one of the covariance, which is why bootstrap loops call this
+    instead of the single-metric functions. `top_component_share` is None when all rows coincide.
+    """
+    matrix = _to_float64("spectral_measures", x, 2)
+    gram = matrix.T @ matrix  # [dim, dim]
+    eigenvalues, eigenvectors = np.linalg.eigh(gram)  # ascending; one eigenvector per column
+    values = np.sqrt(np.clip(eigenvalues[::-1], 0.0, None))  # singular values of W, largest first
+
+    directions = np.concatenate([eigenvectors, -eigenvectors], axis=1)  # [dim, 2 dim]
+    # |c^T w_i| <= 1 for unit vectors c and w_i, so exp cannot overflow.
+    partition = np.exp(matrix @ directions).sum(axis=0)
+
+    probabilities = values / values.sum()
+    probabilities = probabilities[probabilities > 0]
+
+    mean = matrix.mean(axis=0)
+    covariance = gram / len(matrix) - np.outer(mean, mean)
+    variances = np.linalg.eigvalsh(covariance)
+    total = variances.sum()
+    return {
+        "isotropy": float(partition.min() / partition.max()),
+        "effective_rank": float(np.exp(-(probabilities * np.log(probabilities)).sum())),
+        "top_component_share": float(variances[-1] / total) if total > 1e-12 else None,
+        "singular_values": values,
+    }
+
+
+def isotropy(x: np.ndarray | torch.Tensor) -> float:
+    """Compute the isotropy `I(W) = min_c Z(c) / max_c Z(c)` of Mu and Viswanath (2018).
+
+    `W` is `x` (`[n, dim]`, L2-normalised rows w_i, not centred, n >= 2) and `Z(c) = sum_i exp(c^T w_i)`
+    is the partition function in direction c. Here c ranges over the `dim` unit eigenvectors of `W^T W`
+    and their negatives, so the value does not depend on the sign that the eigensolver picks. The value
+    lies in (0, 1]: near 1 when the rows are balanced around the origin, near 0 when they share a common
+    direction.
+
+    Reference: Jiaqi Mu and Pramod Viswanath, "All-but-the-Top: Simple and Effective Postprocessing for
+    Word Representations", ICLR 2018.
+    """
+    return spectral_measures(x)["isotropy"]
+
+
+def singular_values(x: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Return the singular values of `x` (`[n, dim]`, L2-normalised rows, not centred, n >= 2), largest first.
+
+    They are the square roots of the eigenvalues of `x^T x`, so there are `dim` of them (zeros included).
+    """
+    return spectral_measures(x)["singular_values"]
+
+
+def effective_rank(x: np.ndarray | torch.Tensor) -> float:
+    """Compute the effective rank `exp(-sum_k p_k log p_k)` with `p_k = s_k / sum_j s_j` (Roy and Vetterli, 2007).
+
+    `s_k` are the singular values of `x` itself (`[n, dim]`, L2-normalised rows, not centred, n >= 2), so
+    a common mean direction counts as one dimension. The value lies in `[1, min(n, dim)]`: 1 when all
+    rows are parallel, `dim` when the singular values are equal.
+
+    Reference: Olivier Roy and Martin Vetterli, "The effective rank: A measure of effective
+    dimensionality", EUSIPCO 2007.
+    """
+    return spectral_measures(x)["effective_rank"]
+
+
+def top_component_share(x: np.ndarray | torch.Tensor) -> float:
+    """Compute the share of the total variance along the first principal component of `x` (`[n, dim]`).
+
+    The rows (L2-normalised, n >= 2) are centred first, so this is the largest eigenvalue of their
+    covariance divided by its trace, in `[1/dim, 1]`. A value near 1 means the embeddings vary along one
+    direction only. Raises ValueError when all rows coincide, because the share is then 0 / 0.
+    """
+    share = spectral_measures(x)["top_component_share"]
+    if share is None:
+        raise ValueError("top_component_share is undefined: all embeddings coincide (zero variance).")
+    return share

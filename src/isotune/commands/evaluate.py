@@ -1,4 +1,4 @@
-"""`isotune eval MODEL`: STS and geometry of a model, a model folder or a run folder."""
+"""`isotune eval MODEL`: STS, transfer and geometry of a model, a run folder or a checkpoint."""
 
 from __future__ import annotations
 
@@ -7,45 +7,86 @@ from pathlib import Path
 
 from isotune.errors import ConfigError
 
+CLI_DEFAULT_TASKS = ["sts", "geometry"]
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "eval",
-        help="evaluate a model on STS and geometry tasks",
-        description="Evaluate a sentence-transformers model, a Hugging Face model (mean pooling) or a run "
-        "folder's model/ on STS (Spearman x100 of cosine similarity) and geometry tasks.",
+        help="evaluate a model on STS, transfer and geometry tasks",
+        description="Evaluate a sentence-transformers model, a Hugging Face model (mean pooling), a run "
+        "folder's model/ or a checkpoint (RUN/checkpoints/step-N) on STS (Spearman x100 of cosine "
+        "similarity), SentEval transfer tasks (logistic regression accuracy) and geometry (alignment, "
+        "uniformity, average cosine, isotropy, effective rank, top principal component share). Tasks whose "
+        "data is missing are reported and skipped. See docs/evaluation.md.",
     )
-    parser.add_argument("model", help="model folder, run folder, or Hub id (all-MiniLM-L6-v2 works offline)")
+    parser.add_argument(
+        "model", help="model folder, run folder, checkpoint folder, or Hub id (all-MiniLM-L6-v2 works offline)"
+    )
     parser.add_argument(
         "--tasks",
         nargs="+",
         default=None,
         metavar="TASK",
-        help="tasks to run (default: stsb-dev sts12 sick-trial geometry)",
+        help="tasks or groups to run (default: sts geometry). Groups: sts = stsb-dev stsb-train stsb-test "
+        "sts12 sts13 sts14 sts15 sts16 sick-trial sick-train sick-test; transfer = mr cr subj mpqa sst2 trec "
+        "mrpc. Transfer tasks embed about 120,000 sentences.",
     )
     parser.add_argument(
-        "--data-root", type=Path, default=Path("../shared/data"), help="folder with sts/ (default: ../shared/data)"
+        "--data-root",
+        type=Path,
+        default=Path("../shared/data"),
+        help="folder with sts/ and transfer/ (default: ../shared/data)",
+    )
+    parser.add_argument(
+        "--sts-source",
+        choices=["local", "hub"],
+        default="local",
+        help="read STS tasks from --data-root (local, default) or from their Hugging Face Hub copies (hub)",
+    )
+    parser.add_argument(
+        "--postprocess",
+        nargs="+",
+        default=[],
+        metavar="SPEC",
+        help="also evaluate post-processed embeddings: whiten, whiten:K (keep K dimensions) or abtt:D (remove "
+        "the mean and the top D principal directions); several give several rows",
+    )
+    parser.add_argument(
+        "--fit-corpus",
+        default="stsb-train",
+        help="sentences that --postprocess is fitted on: a task name or a text file with one sentence per "
+        "line (default: stsb-train)",
+    )
+    parser.add_argument(
+        "--geometry-pairs",
+        default="stsb-dev",
+        help="STS task whose pairs with gold score >= 4 measure alignment, and whose sentences form the "
+        "geometry sample (default: stsb-dev)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of samples, folds and bootstrap (default: 0)")
+    parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=200,
+        help="bootstrap resamples per geometry interval; 0 turns them off (default: 200)",
     )
     parser.add_argument("--batch-size", type=int, default=128, help="sentences per encoding batch (default: 128)")
-    parser.add_argument("--output", type=Path, help="write the results as JSON to this file")
+    parser.add_argument("--device", default="cpu", help="torch device for encoding (default: cpu)")
+    parser.add_argument(
+        "--output", type=Path, help="write the results as JSON to this file (schema: docs/evaluation.md)"
+    )
+    parser.add_argument("--markdown", type=Path, help="write the Markdown tables to this file")
+    parser.add_argument("--plots", type=Path, metavar="DIR", help="write PNG plots to this folder")
+    parser.add_argument("--quiet", action="store_true", help="hide progress bars")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from isotune.encoder import load_encoder, make_embedder
-    from isotune.evaluation.suite import DEFAULT_TASKS, markdown_table, run_evaluation, summary_row
-    from isotune.fileio import write_json_atomic
+    from isotune.evaluation.command import evaluate_command
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}.")
-    model_path = Path(args.model)
-    if (model_path / "model" / "modules.json").is_file():
-        model_path = model_path / "model"  # a run folder
-    model = load_encoder(str(model_path) if model_path.exists() else args.model)
-    tasks = args.tasks or list(DEFAULT_TASKS)
-    results = run_evaluation(make_embedder(model, args.batch_size), tasks, args.data_root)
-    print(markdown_table({args.model: summary_row(results)}))
-    if args.output is not None:
-        write_json_atomic(args.output, {"model": args.model, "tasks": tasks, "results": results})
-        print(f"Results written to {args.output}")
-    return 0
+    if args.bootstrap < 0:
+        raise ConfigError(f"--bootstrap must be >= 0 (0 turns it off), got {args.bootstrap}.")
+    return evaluate_command(args)

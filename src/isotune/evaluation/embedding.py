@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable, Iterable
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from isotune.metrics import normalize
 
@@ -48,20 +49,38 @@ class CachedEmbedder:
     def __len__(self) -> int:
         return len(self._rows)
 
-    def add(self, texts: Iterable[str]) -> int:
-        """Embed the texts that are not cached yet, in one call of the wrapped function; return how many."""
+    def add(self, texts: Iterable[str], *, chunk_size: int | None = None, show_progress: bool = False) -> int:
+        """Embed the texts that are not cached yet and return how many there were.
+
+        With `chunk_size=None` they go to the wrapped function in one call. Otherwise they are sorted by
+        length, longest first, and embedded `chunk_size` at a time, so that each chunk pads little and a
+        tqdm bar (with `show_progress`) can count the texts done.
+        """
         missing = list(dict.fromkeys(text for text in texts if text not in self._rows))
         if not missing:
             return 0
-        vectors = embed_texts(self._embed, missing)
+        if chunk_size is None:
+            self._embed_batch(missing)
+            return len(missing)
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1 or None, got {chunk_size}.")
+        missing.sort(key=len, reverse=True)
+        with tqdm(total=len(missing), desc="embedding", unit="text", disable=not show_progress) as progress:
+            for start in range(0, len(missing), chunk_size):
+                chunk = missing[start : start + chunk_size]
+                self._embed_batch(chunk)
+                progress.update(len(chunk))
+        return len(missing)
+
+    def _embed_batch(self, texts: list[str]) -> None:
+        vectors = embed_texts(self._embed, texts)
         self.num_calls += 1
         if self._dim is not None and vectors.shape[1] != self._dim:
             raise ValueError(
                 f"The embed function returned dimension {vectors.shape[1]}, but earlier calls returned {self._dim}."
             )
         self._dim = vectors.shape[1]
-        self._rows.update(zip(missing, vectors, strict=True))
-        return len(missing)
+        self._rows.update(zip(texts, vectors, strict=True))
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         self.add(texts)

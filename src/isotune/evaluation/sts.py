@@ -192,6 +192,18 @@ def _weighted_mean(values: dict[str, float | None], sizes: dict[str, int]) -> fl
     return sum(value * sizes[name] for name, value in defined.items()) / total
 
 
+def _warn_zero_norm(task_name: str, texts: list[str], vectors: np.ndarray) -> None:
+    """Warn about texts whose embedding has norm 0: `embed_texts` keeps them as zeros, so their cosine is 0."""
+    zero = np.flatnonzero(np.linalg.norm(vectors, axis=1) == 0)
+    if len(zero):
+        logger.warning(
+            "%s: %d sentences have an embedding of norm 0 (first: %r); their pairs get cosine 0.",
+            task_name,
+            len(zero),
+            texts[zero[0]],
+        )
+
+
 def evaluate_sts(embed: EmbedFunction, task: StsTask) -> dict:
     """Score `embed` on `task`: correlation x 100 of pair cosine similarities with the gold scores.
 
@@ -200,10 +212,12 @@ def evaluate_sts(embed: EmbedFunction, task: StsTask) -> dict:
     - `spearman` and `pearson`: the correlation of each subset, plus `all` and `wmean`. `all` is the
       correlation over the pairs of all subsets concatenated, so it also rewards a similarity scale that is
       consistent across subsets. `wmean` is the mean of the subset values weighted by their number of pairs.
-    - `pairs` and `skipped`: the number of pairs scored and left out per subset.
+    - `pairs` and `skipped`: the number of pairs scored and left out (no gold score) per subset.
+    - `undefined`: the subsets whose correlation is undefined.
 
     A correlation is None when it is undefined because the cosines or the gold scores of the subset are
     constant (or there are fewer than two pairs). Such a subset is left out of `wmean` with a warning.
+    A sentence whose embedding has norm 0 gives cosine 0 in each of its pairs, with a warning.
     """
     names = [subset.name for subset in task.subsets]
     reserved = sorted(set(names) & {"all", "wmean"})
@@ -213,6 +227,7 @@ def evaluate_sts(embed: EmbedFunction, task: StsTask) -> dict:
         )
     texts = [text for subset in task.subsets for text in (*subset.sentences1, *subset.sentences2)]
     vectors = embed_texts(embed, texts)
+    _warn_zero_norm(task.name, texts, vectors)
 
     cosines: dict[str, np.ndarray] = {}
     start = 0
@@ -248,4 +263,5 @@ def evaluate_sts(embed: EmbedFunction, task: StsTask) -> dict:
         "pearson": {**pearson, "all": pooled_pearson, "wmean": pearson_wmean},
         "pairs": sizes,
         "skipped": {subset.name: subset.skipped for subset in task.subsets},
+        "undefined": [name for name, value in spearman.items() if value is None],
     }

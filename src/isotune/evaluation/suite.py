@@ -1,48 +1,70 @@
-"""The evaluation task registry and the runner used by `isotune eval` and during training.
+"""The evaluation runner used by `isotune eval` and during training: load the tasks, embed, score.
 
-Every task reads its files under a data root, the folder that contains
-`sts/stsbenchmark/sts-{train,dev}.csv` (original STS Benchmark release), `sts/STS12-en-test/` (SentEval
-layout) and `sts/SICK/SICK_{train,trial}.txt`.
+Tasks are read from a data root (see `isotune.evaluation.tasks`). Loading (`load_suite_data`) is separate
+from scoring (`score_suite`), so that `isotune eval` loads the data once and scores several post-processed
+variants of one model on it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from isotune.errors import ConfigError, DataError
+from isotune.errors import ConfigError
+from isotune.evaluation.bootstrap import DEFAULT_RESAMPLES
 from isotune.evaluation.embedding import CachedEmbedder, EmbedFunction
 from isotune.evaluation.geometry import evaluate_geometry, sample_sentences
-from isotune.evaluation.sts import StsTask, evaluate_sts, load_senteval_sts, load_sick, load_stsb
+from isotune.evaluation.missing import MissingDataError
+from isotune.evaluation.sts import StsTask, evaluate_sts
+from isotune.evaluation.tasks import (
+    GEOMETRY_TASK,
+    KNOWN_TASKS,
+    STS_TASKS,
+    TASK_GROUPS,
+    TRANSFER_TASKS,
+    load_sts_task,
+    load_transfer_task,
+    resolve_tasks,
+)
+from isotune.evaluation.transfer import evaluate_transfer
+from isotune.evaluation.transfer_data import ClassificationData
 
 logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_TASKS",
+    "GEOMETRY_TASK",
+    "KNOWN_TASKS",
+    "STS_TASKS",
+    "TASK_GROUPS",
+    "TRANSFER_TASKS",
+    "SuiteData",
+    "load_suite_data",
+    "markdown_table",
+    "resolve_tasks",
+    "run_evaluation",
+    "score_suite",
+    "summary_row",
+]
 
 # NOTE: relative to the working directory, so it finds the data only when the command runs from the root
 # of a checkout that sits next to a `shared/` folder. Other layouts pass `data_root` (`--data-root`).
 DEFAULT_DATA_ROOT = Path("../shared/data")
 
-STS_TASKS: dict[str, tuple[str, Callable[[Path], StsTask]]] = {
-    "stsb-dev": ("sts/stsbenchmark/sts-dev.csv", load_stsb),
-    "stsb-train": ("sts/stsbenchmark/sts-train.csv", load_stsb),
-    "sts12": ("sts/STS12-en-test", lambda folder: load_senteval_sts(folder, "sts12")),
-    "sick-trial": ("sts/SICK/SICK_trial.txt", load_sick),
-    "sick-train": ("sts/SICK/SICK_train.txt", load_sick),
-}
-"""STS task name -> (path under the data root, loader)."""
-
-GEOMETRY_TASK = "geometry"
-KNOWN_TASKS = [*STS_TASKS, GEOMETRY_TASK]
 DEFAULT_TASKS = ["stsb-dev", "sts12", "sick-trial", "geometry"]
+"""Tasks of `isotune train`'s before/after evaluation when its recipe names none."""
 
-# Geometry settings. Positive pairs are STS-B dev pairs with a gold score of at least 4, which is "mostly
-# equivalent" or better on the 0-5 scale. Uniformity and average cosine use a sample of 2000 sentences.
+# Geometry settings. Positive pairs are pairs of an STS task (STS-B dev by default) with a gold score of
+# at least 4, which is "mostly equivalent" or better on the 0-5 scale. Uniformity, average cosine and the
+# spectral measures use a sample of 2000 sentences.
 POSITIVE_MIN_SCORE = 4.0
 GEOMETRY_NUM_SENTENCES = 2000
+GEOMETRY_PAIRS_TASK = "stsb-dev"
 
 # Headline columns of `summary_row`: column -> (task, metric). STS columns are Spearman x 100 over all
 # pairs of the task.
@@ -56,45 +78,140 @@ SUMMARY_COLUMNS: dict[str, tuple[str, str]] = {
 }
 
 
-def resolve_tasks(tasks: Sequence[str] | str) -> list[str]:
-    """Return the task names of `tasks` (a list, or one comma-separated string) without duplicates.
+@dataclass
+class GeometryInputs:
+    """The positive pairs and the sentence sample of the geometry task, and the STS task they come from."""
 
-    Raises ConfigError for an unknown name or an empty selection, listing the known tasks.
-    """
-    names = tasks.split(",") if isinstance(tasks, str) else list(tasks)
-    names = list(dict.fromkeys(name.strip() for name in names if name.strip()))
-    unknown = [name for name in names if name not in KNOWN_TASKS]
-    if unknown or not names:
-        problem = f"Unknown evaluation task(s) {unknown}" if unknown else "No evaluation task given"
-        raise ConfigError(f"{problem}; known tasks: {', '.join(KNOWN_TASKS)}.")
-    return names
+    pairs_task: str
+    positive_pairs: list[tuple[str, str]]
+    sample: list[str]
 
 
-def load_sts_task(name: str, data_root: str | Path) -> StsTask:
-    """Load the STS task `name` from its files under `data_root`; its name becomes `name`."""
-    relative_path, load = STS_TASKS[name]
-    path = Path(data_root) / relative_path
-    if not path.exists():
-        raise DataError(
-            f"Data for evaluation task {name!r} not found at {path}; pass --data-root with the folder that "
-            f"contains {relative_path}."
-        )
-    return dataclasses.replace(load(path), name=name)
+@dataclass
+class SuiteData:
+    """The loaded data of an evaluation: tasks to score in order, their data, and the tasks skipped."""
+
+    tasks: list[str]
+    sts: dict[str, StsTask] = field(default_factory=dict)
+    transfer: dict[str, ClassificationData] = field(default_factory=dict)
+    geometry: GeometryInputs | None = None
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def texts(self) -> list[str]:
+        """Every text that scoring embeds, with repeats."""
+        texts = [
+            text
+            for task in self.sts.values()
+            for subset in task.subsets
+            for text in (*subset.sentences1, *subset.sentences2)
+        ]
+        for data in self.transfer.values():
+            texts += data.texts()
+        if self.geometry is not None:
+            texts += [text for pair in self.geometry.positive_pairs for text in pair] + self.geometry.sample
+        return texts
 
 
-def _geometry_inputs(
-    stsb_dev: StsTask, sentences: list[str] | None, seed: int
-) -> tuple[list[tuple[str, str]], list[str]]:
-    """Return the positive pairs and the sentence sample of the geometry task."""
-    subset = stsb_dev.subsets[0]
+def _geometry_inputs(pairs_source: StsTask, sentences: list[str] | None, seed: int) -> GeometryInputs:
+    """Return the positive pairs (gold >= 4) of `pairs_source` and the sentence sample of the geometry task."""
     positive_pairs = [
         (first, second)
+        for subset in pairs_source.subsets
         for first, second, score in zip(subset.sentences1, subset.sentences2, subset.scores, strict=True)
         if score >= POSITIVE_MIN_SCORE
     ]
     if sentences is None:
-        sentences = [*subset.sentences1, *subset.sentences2]
-    return positive_pairs, sample_sentences(sentences, GEOMETRY_NUM_SENTENCES, seed)
+        sentences = [text for subset in pairs_source.subsets for text in (*subset.sentences1, *subset.sentences2)]
+    return GeometryInputs(pairs_source.name, positive_pairs, sample_sentences(sentences, GEOMETRY_NUM_SENTENCES, seed))
+
+
+def load_suite_data(
+    tasks: Sequence[str] | str,
+    data_root: str | Path | None = None,
+    *,
+    sentences: list[str] | None = None,
+    seed: int = 0,
+    sts_source: str = "local",
+    on_missing: str = "raise",
+    geometry_pairs: str = GEOMETRY_PAIRS_TASK,
+) -> SuiteData:
+    """Load the data of `tasks` (names or groups) from `data_root` (default `DEFAULT_DATA_ROOT`).
+
+    STS tasks come from local files or, with `sts_source="hub"`, from their Hugging Face Hub copies.
+    The geometry task takes positive pairs from the STS task `geometry_pairs` and its sentence sample
+    from `sentences`, or from that task's sentences when `sentences` is None.
+
+    A task whose files are absent raises MissingDataError with `on_missing="raise"`; with
+    `on_missing="skip"` it is logged, recorded in `SuiteData.skipped` with the reason, and left out.
+    Other data errors (malformed files) always raise.
+    """
+    if on_missing not in ("raise", "skip"):
+        raise ConfigError(f"on_missing must be 'raise' or 'skip', got {on_missing!r}.")
+    if geometry_pairs not in STS_TASKS:
+        raise ConfigError(f"Unknown geometry pairs task {geometry_pairs!r}; use one of {', '.join(STS_TASKS)}.")
+    names = resolve_tasks(tasks)
+    data_root = DEFAULT_DATA_ROOT if data_root is None else Path(data_root)
+    data = SuiteData(tasks=[])
+    for name in names:
+        try:
+            if name in STS_TASKS:
+                data.sts[name] = load_sts_task(name, data_root, sts_source)
+            elif name in TRANSFER_TASKS:
+                data.transfer[name] = load_transfer_task(name, data_root)
+            else:
+                pairs_source = data.sts.get(geometry_pairs) or load_sts_task(geometry_pairs, data_root, sts_source)
+                data.geometry = _geometry_inputs(pairs_source, sentences, seed)
+        except MissingDataError as error:
+            if on_missing == "raise":
+                raise
+            data.skipped[name] = str(error)
+            logger.warning("Skipping task %s: %s", name, error)
+            continue
+        data.tasks.append(name)
+    return data
+
+
+def score_suite(
+    embed: EmbedFunction,
+    data: SuiteData,
+    *,
+    seed: int = 0,
+    show_progress: bool = True,
+    num_resamples: int = DEFAULT_RESAMPLES,
+    chunk_size: int = 4096,
+) -> dict[str, dict]:
+    """Score `embed` on the loaded `data` and return `{task: result}` in the order of `data.tasks`.
+
+    Every distinct text of all tasks is embedded once, `chunk_size` texts per call of `embed` (longest
+    first), before any task is scored; a CachedEmbedder passed as `embed` keeps what it cached before.
+    STS results are those of `evaluate_sts`, transfer results those of `evaluate_transfer` (classifier
+    seeded with `seed`) and the geometry result that of `evaluate_geometry` with `num_resamples`
+    bootstrap resamples seeded with `seed`.
+    """
+    cached_embed = embed if isinstance(embed, CachedEmbedder) else CachedEmbedder(embed)
+    texts = data.texts()
+    start = time.perf_counter()
+    count = cached_embed.add(texts, chunk_size=chunk_size, show_progress=show_progress)
+    logger.info("Embedded %d distinct texts of %d in %.1f s.", count, len(texts), time.perf_counter() - start)
+
+    results: dict[str, dict] = {}
+    for name in tqdm(data.tasks, desc="evaluation tasks", disable=not show_progress):
+        if name == GEOMETRY_TASK:
+            results[name] = evaluate_geometry(
+                cached_embed,
+                positive_pairs=data.geometry.positive_pairs,
+                sentences=data.geometry.sample,
+                num_sentences=GEOMETRY_NUM_SENTENCES,
+                seed=seed,
+                num_resamples=num_resamples,
+            )
+            results[name]["pairs_task"] = data.geometry.pairs_task
+        elif name in TRANSFER_TASKS:
+            results[name] = evaluate_transfer(cached_embed, data.transfer[name], seed=seed)
+        else:
+            results[name] = evaluate_sts(cached_embed, data.sts[name])
+        logger.info("%s: %s", name, _headline(name, results[name]))
+    return results
 
 
 def run_evaluation(
@@ -108,59 +225,25 @@ def run_evaluation(
 ) -> dict[str, dict]:
     """Evaluate `embed` on `tasks` and return `{task: result}` in the order of `tasks`.
 
-    STS results are those of `evaluate_sts` and the geometry result that of `evaluate_geometry`. Geometry
-    measures alignment on STS-B dev pairs with gold >= 4, and uniformity and average cosine on a sample of
-    2000 distinct sentences drawn with `seed` from `sentences` (for example book sentences), or from the
-    sentences of STS-B dev when `sentences` is None.
-
-    Every distinct text of all tasks is embedded once, in a single call of `embed`, before any task is
-    scored. `data_root` defaults to `DEFAULT_DATA_ROOT`.
+    This is `score_suite(embed, load_suite_data(tasks, data_root, sentences=sentences, seed=seed))`: a
+    task whose data is absent raises MissingDataError. Geometry measures alignment on STS-B dev pairs
+    with gold >= 4, and the sentence measures on a sample of 2000 distinct sentences drawn with `seed`
+    from `sentences` (for example book sentences), or from the sentences of STS-B dev when `sentences`
+    is None.
     """
-    names = resolve_tasks(tasks)
-    data_root = DEFAULT_DATA_ROOT if data_root is None else Path(data_root)
-    sts_tasks = {name: load_sts_task(name, data_root) for name in names if name in STS_TASKS}
-    geometry_inputs = None
-    if GEOMETRY_TASK in names:
-        stsb_dev = sts_tasks.get("stsb-dev") or load_sts_task("stsb-dev", data_root)
-        geometry_inputs = _geometry_inputs(stsb_dev, sentences, seed)
-
-    texts = [
-        text
-        for task in sts_tasks.values()
-        for subset in task.subsets
-        for text in (*subset.sentences1, *subset.sentences2)
-    ]
-    if geometry_inputs is not None:
-        positive_pairs, sample = geometry_inputs
-        texts += [text for pair in positive_pairs for text in pair] + sample
-    cached_embed = CachedEmbedder(embed)
-    start = time.perf_counter()
-    count = cached_embed.add(texts)
-    logger.info("Embedded %d distinct texts of %d in %.1f s.", count, len(texts), time.perf_counter() - start)
-
-    results: dict[str, dict] = {}
-    for name in tqdm(names, desc="evaluation tasks", disable=not show_progress):
-        if name == GEOMETRY_TASK:
-            positive_pairs, sample = geometry_inputs
-            results[name] = evaluate_geometry(
-                cached_embed,
-                positive_pairs=positive_pairs,
-                sentences=sample,
-                num_sentences=GEOMETRY_NUM_SENTENCES,
-                seed=seed,
-            )
-        else:
-            results[name] = evaluate_sts(cached_embed, sts_tasks[name])
-        logger.info("%s: %s", name, _headline(name, results[name]))
-    return results
+    data = load_suite_data(tasks, data_root, sentences=sentences, seed=seed)
+    return score_suite(embed, data, seed=seed, show_progress=show_progress)
 
 
 def _headline(name: str, result: dict) -> str:
     if name == GEOMETRY_TASK:
         return (
             f"alignment {result['alignment']:.3f}, uniformity {result['uniformity']:.3f}, "
-            f"average cosine {result['average_cosine']:.3f}"
+            f"average cosine {result['average_cosine']:.3f}, isotropy {result['isotropy']:.3f}, "
+            f"effective rank {result['effective_rank']:.1f}"
         )
+    if name in TRANSFER_TASKS:
+        return f"accuracy {result['accuracy']:.2f}" + (f", F1 {result['f1']:.2f}" if "f1" in result else "")
     return f"Spearman x 100 (all pairs) {_format(result['spearman']['all'], 2)}"
 
 

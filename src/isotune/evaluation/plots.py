@@ -1,0 +1,79 @@
+"""PNG plots of evaluation results with matplotlib's Agg backend (no display needed).
+
+- `plot_cosine_histogram`: cosine similarities of random sentence pairs and of positive pairs.
+- `plot_alignment_uniformity`: each model as a point in the alignment-uniformity plane, as in figure 2
+  of Gao, Yao and Chen, "SimCSE: Simple Contrastive Learning of Sentence Embeddings", EMNLP 2021.
+- `plot_spectrum`: the singular values of each model's sample matrix, divided by the largest.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402 (the backend is chosen before pyplot is imported)
+import numpy as np  # noqa: E402
+
+from isotune.evaluation.tasks import GEOMETRY_TASK  # noqa: E402
+
+
+def _save(figure: plt.Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def plot_cosine_histogram(random_cosines: np.ndarray, positive_cosines: np.ndarray, title: str, path: Path) -> Path:
+    """Plot the density histograms of the two cosine samples on [-1, 1] and save them to `path`."""
+    figure, axes = plt.subplots(figsize=(6, 4))
+    bins = np.linspace(-1, 1, 81)
+    axes.hist(random_cosines, bins=bins, density=True, alpha=0.6, label=f"random pairs (n={len(random_cosines)})")
+    axes.hist(positive_cosines, bins=bins, density=True, alpha=0.6, label=f"positive pairs (n={len(positive_cosines)})")
+    axes.set_xlabel("cosine similarity")
+    axes.set_ylabel("density")
+    axes.set_title(title)
+    axes.legend()
+    return _save(figure, path)
+
+
+def plot_alignment_uniformity(rows: dict[str, dict[str, dict]], path: Path) -> Path | None:
+    """Plot each label's (uniformity, alignment) point; return None when no row has a geometry result."""
+    points = {label: results[GEOMETRY_TASK] for label, results in rows.items() if GEOMETRY_TASK in results}
+    if not points:
+        return None
+    figure, axes = plt.subplots(figsize=(6, 4.5))
+    for label, result in points.items():
+        axes.scatter(result["uniformity"], result["alignment"], s=40)
+        axes.annotate(
+            label, (result["uniformity"], result["alignment"]), fontsize=8, xytext=(4, 4), textcoords="offset points"
+        )
+    axes.set_xlabel("uniformity (lower is better)")
+    axes.set_ylabel("alignment (lower is better)")
+    axes.set_title("alignment-uniformity plane")
+    axes.grid(alpha=0.3)
+    return _save(figure, path)
+
+
+def plot_spectrum(rows: dict[str, dict[str, dict]], path: Path) -> Path | None:
+    """Plot each label's normalised singular values on a log scale; None when no row has them."""
+    spectra = {
+        label: np.asarray(results[GEOMETRY_TASK]["singular_values"])
+        for label, results in rows.items()
+        if "singular_values" in results.get(GEOMETRY_TASK, {})
+    }
+    if not spectra:
+        return None
+    figure, axes = plt.subplots(figsize=(6, 4))
+    for label, values in spectra.items():
+        axes.plot(np.arange(1, len(values) + 1), values / values[0], label=label)
+    axes.set_yscale("log")
+    axes.set_xlabel("index k")
+    axes.set_ylabel("singular value s_k / s_1")
+    axes.set_title("singular-value spectrum of the sentence sample")
+    axes.legend(fontsize=8)
+    return _save(figure, path)
