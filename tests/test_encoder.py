@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -17,7 +18,7 @@ from isotune.encoder import (
     resolve_model_path,
     save_encoder,
 )
-from isotune.errors import ModelNotFoundError
+from isotune.errors import ConfigError, ModelNotFoundError
 from isotune.recipe import ModelConfig
 
 SHORT = "the dog runs"
@@ -105,3 +106,18 @@ def test_missing_local_folder_is_named(tmp_path):
 def test_folder_without_config_is_rejected(tmp_path):
     with pytest.raises(ModelNotFoundError, match="config.json"):
         resolve_model_path(str(tmp_path))
+
+
+def test_model_with_remote_code_is_rejected_without_flag(tmp_path):
+    marker = tmp_path / "code-ran"
+    code = f"import pathlib\npathlib.Path({str(marker)!r}).touch()\n"
+    (tmp_path / "configuration_custom.py").write_text(code, encoding="utf-8")
+    (tmp_path / "modeling_custom.py").write_text(code, encoding="utf-8")
+    config = {
+        "model_type": "custom-encoder",
+        "auto_map": {"AutoConfig": "configuration_custom.Config", "AutoModel": "modeling_custom.Model"},
+    }
+    (tmp_path / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    with pytest.raises(ConfigError, match="model.trust_remote_code: true"):
+        build_encoder(ModelConfig(name=str(tmp_path)))
+    assert not marker.exists()

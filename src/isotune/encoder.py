@@ -6,6 +6,7 @@ Pooling and Normalize, so a saved model reloads with `SentenceTransformer(path)`
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from collections.abc import Callable
@@ -113,7 +114,14 @@ def build_encoder(config: ModelConfig, device: str | None = "cpu") -> SentenceTr
     is always the one the recipe asks for, so training and the saved model agree.
     """
     path = resolve_model_path(config.name, config.revision)
+    if not config.trust_remote_code and _needs_remote_code(path):
+        raise ConfigError(
+            f"Model {config.name} ships its own Python code (auto_map in {path / 'config.json'}), which isotune does "
+            "not run unless asked. Read that code, then set model.trust_remote_code: true to allow it."
+        )
     remote = {"trust_remote_code": config.trust_remote_code}
+    if config.trust_remote_code:
+        logger.warning("model.trust_remote_code is on: Python code from %s will run.", path)
     transformer = Transformer(
         str(path),
         max_seq_length=config.max_seq_length,
@@ -129,6 +137,15 @@ def build_encoder(config: ModelConfig, device: str | None = "cpu") -> SentenceTr
         )
     pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode=config.pooling)
     return SentenceTransformer(modules=[transformer, pooling, Normalize()], device=device)
+
+
+def _needs_remote_code(path: Path) -> bool:
+    """Return True when the model's config.json maps Auto classes to code files of the model repository."""
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ModelNotFoundError(f"Model config {path / 'config.json'} is not readable JSON ({error}).") from error
+    return bool(config.get("auto_map"))
 
 
 def load_encoder(name: str, device: str | None = "cpu") -> SentenceTransformer:

@@ -7,6 +7,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from isotune.errors import ConfigError
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     from isotune.recipe import describe_keys
@@ -35,6 +37,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="continue the run in the output folder from its latest checkpoint, with the same recipe",
     )
+    parser.add_argument(
+        "--allow-recipe-change",
+        action="store_true",
+        help="with --resume, continue from the latest checkpoint even if it was written with a different recipe",
+    )
     parser.set_defaults(run=run)
 
 
@@ -47,6 +54,13 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"output_dir={args.output_dir}")
     recipe = load_recipe(args.recipe, overrides)
     command = shlex.join(["isotune", *sys.argv[1:]]) if Path(sys.argv[0]).name == "isotune" else ""
-    run_training(recipe, resume=args.resume, command=command or f"isotune train {args.recipe}")
+    if args.allow_recipe_change and not args.resume:
+        raise ConfigError("--allow-recipe-change only applies with --resume.")
+    run_training(
+        recipe,
+        resume=args.resume,
+        allow_other_recipe=args.allow_recipe_change,
+        command=command or f"isotune train {args.recipe}",
+    )
     print((Path(recipe.output_dir) / "report.md").read_text(encoding="utf-8"))
     return 0

@@ -43,6 +43,7 @@ def train(
     *,
     fingerprint: str,
     resume: bool = False,
+    allow_other_recipe: bool = False,
     dev_scorer: DevScorer | None = None,
 ) -> TrainerState:
     """Train `model` on `pairs` for `recipe.training.max_steps` optimizer steps.
@@ -71,16 +72,17 @@ def train(
         num_training_steps=config.max_steps,
     )
     # The scheduler is stepped once per optimizer step by this loop, not by Accelerate (which steps it once
-    # per process), and is registered so that save_state and load_state include it.
+    # per process). Its state goes into the JSON trainer state: Accelerate would pickle it and unpickle it
+    # with weights_only=False on resume, which runs whatever code a tampered checkpoint holds.
     model, optimizer = accelerator.prepare(model, optimizer)
-    accelerator.register_for_checkpointing(scheduler)
 
     checkpoint_root = run_dir / "checkpoints"
     state = TrainerState(recipe_fingerprint=fingerprint)
     if resume:
         checkpoints = list_checkpoints(checkpoint_root)
         if checkpoints:
-            state = load_checkpoint(accelerator, checkpoints[-1], fingerprint)
+            state = load_checkpoint(accelerator, checkpoints[-1], fingerprint, allow_other_recipe=allow_other_recipe)
+            scheduler.load_state_dict(state.scheduler)
             logger.info("Resumed from %s at step %d.", checkpoints[-1], state.step)
 
     unwrapped = accelerator.unwrap_model(model)
@@ -96,6 +98,7 @@ def train(
         step_logs = _optimizer_step(recipe, accelerator, model, optimizer, batcher, pairs, state)
         scheduler.step()
         state.step += 1
+        state.scheduler = scheduler.state_dict()
         progress.update(1)
         progress.set_postfix(
             loss=f"{step_logs['loss']:.4f}",

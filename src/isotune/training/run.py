@@ -23,7 +23,7 @@ from isotune.encoder import build_encoder, make_embedder
 from isotune.errors import ConfigError, DataError
 from isotune.evaluation.suite import markdown_table, run_evaluation, summary_row
 from isotune.fileio import write_json_atomic, write_text_atomic
-from isotune.recipe import DataConfig, Recipe
+from isotune.recipe import DataConfig, Recipe, load_recipe
 from isotune.training.loop import make_accelerator, train
 from isotune.training.precision import check_precision
 
@@ -83,6 +83,17 @@ def load_training_pairs(config: DataConfig) -> PairSet:
     )
 
 
+def resolved_paths(recipe: Recipe) -> dict[str, str]:
+    """Return the absolute form of every local path the recipe names, for the log and run.json."""
+    paths = {"output_dir": str(Path(recipe.output_dir).resolve())}
+    for key, value in (("data.path", recipe.data.path), ("evaluation.data_root", recipe.evaluation.data_root)):
+        if Path(value).expanduser().exists():
+            paths[key] = str(Path(value).expanduser().resolve())
+    if Path(recipe.model.name).expanduser().exists():
+        paths["model.name"] = str(Path(recipe.model.name).expanduser().resolve())
+    return paths
+
+
 def recipe_fingerprint(recipe: Recipe) -> str:
     """Hash of every setting that shapes the trained weights (all but the output folder and evaluation)."""
     settings = recipe.to_dict()
@@ -91,18 +102,26 @@ def recipe_fingerprint(recipe: Recipe) -> str:
     return hashlib.sha256(repr(sorted(settings.items())).encode()).hexdigest()[:16]
 
 
-def prepare_run_dir(recipe: Recipe, run_dir: Path, resume: bool) -> None:
+def prepare_run_dir(recipe: Recipe, run_dir: Path, resume: bool, allow_other_recipe: bool = False) -> None:
     """Check that `run_dir` can take this run, before any expensive work.
 
     Raises:
         ConfigError: when the folder holds another run (and `resume` is off), when `resume` is on but the
-            folder holds no run of this recipe, or when the folder is not writable.
+            folder holds no run of this recipe (unless `allow_other_recipe`), or when the folder is not writable.
     """
     recipe_file = run_dir / RECIPE_FILE
     if resume:
         if not recipe_file.is_file():
             raise ConfigError(
                 f"--resume: {run_dir} holds no run ({RECIPE_FILE} is missing); drop --resume to start one."
+            )
+        stored = load_recipe(recipe_file)
+        if recipe_fingerprint(stored) != recipe_fingerprint(recipe) and not allow_other_recipe:
+            changed = _changed_keys(stored, recipe)
+            raise ConfigError(
+                f"--resume: the run in {run_dir} was trained with a different recipe (changed: {', '.join(changed)}). "
+                f"Resume with its own recipe ({recipe_file}), start in a new --output-dir, or pass "
+                "--allow-recipe-change to continue from its weights anyway."
             )
     elif run_dir.exists() and any(run_dir.iterdir()):
         raise ConfigError(
@@ -116,6 +135,16 @@ def prepare_run_dir(recipe: Recipe, run_dir: Path, resume: bool) -> None:
         probe.unlink()
     except OSError as error:
         raise ConfigError(f"Output folder {run_dir} is not writable ({error}); choose another --output-dir.") from error
+
+
+def _changed_keys(old: Recipe, new: Recipe) -> list[str]:
+    old_dict, new_dict = old.to_dict(), new.to_dict()
+    changed = []
+    for section in ("model", "data", "objective", "training"):
+        for key, value in new_dict[section].items():
+            if old_dict[section].get(key) != value:
+                changed.append(f"{section}.{key}")
+    return changed
 
 
 def check_free_space(run_dir: Path, model: torch.nn.Module, keep_checkpoints: int) -> None:
@@ -147,11 +176,13 @@ def sample_sentences(pairs: list[tuple[str, str]], count: int, seed: int) -> lis
     return random.Random(seed).sample(unique, min(count, len(unique)))
 
 
-def run_training(recipe: Recipe, *, resume: bool = False, command: str = "") -> dict[str, Any]:
+def run_training(
+    recipe: Recipe, *, resume: bool = False, allow_other_recipe: bool = False, command: str = ""
+) -> dict[str, Any]:
     """Run the whole job that `recipe` describes and return the metrics written to `metrics.json`."""
     started = time.time()
     run_dir = Path(recipe.output_dir)
-    prepare_run_dir(recipe, run_dir, resume)
+    prepare_run_dir(recipe, run_dir, resume, allow_other_recipe)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     check_precision(recipe.training.precision, device)
 
@@ -164,6 +195,8 @@ def run_training(recipe: Recipe, *, resume: bool = False, command: str = "") -> 
     accelerator = make_accelerator(recipe)
     is_main = accelerator.is_main_process
     if is_main:
+        for key, value in resolved_paths(recipe).items():
+            logger.info("%s: %s", key, value)
         logger.info("Positive pairs from %s\n%s", pair_set.source, pair_set.stats.summary())
         logger.info(
             "Sentences longer than max_seq_length=%d tokens (truncated): %d of %d",
@@ -197,6 +230,7 @@ def run_training(recipe: Recipe, *, resume: bool = False, command: str = "") -> 
         "device": _describe_device(device),
         "processes": accelerator.num_processes,
         "trust_remote_code": recipe.model.trust_remote_code,
+        "paths": resolved_paths(recipe),
         "software": _software_versions(),
         "data": {"source": pair_set.source, **pair_set.stats.to_dict(), "truncated_sentences": truncated},
     }
@@ -208,6 +242,7 @@ def run_training(recipe: Recipe, *, resume: bool = False, command: str = "") -> 
         run_dir,
         fingerprint=recipe_fingerprint(recipe),
         resume=resume,
+        allow_other_recipe=allow_other_recipe,
         dev_scorer=score_dev if "stsb-dev" in _available_dev(recipe) else None,
     )
     if not is_main:
