@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 from sentence_transformers import SentenceTransformer
 
 from isotune.encoder import (
@@ -121,3 +123,13 @@ def test_model_with_remote_code_is_rejected_without_flag(tmp_path):
     with pytest.raises(ConfigError, match="model.trust_remote_code: true"):
         build_encoder(ModelConfig(name=str(tmp_path)))
     assert not marker.exists()
+
+
+def test_model_without_safetensors_is_rejected(tiny_bert, tmp_path):
+    folder = tmp_path / "bin-only"
+    shutil.copytree(tiny_bert, folder)
+    weights = load_file(str(folder / "model.safetensors"))
+    torch.save(weights, folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(ModelNotFoundError, match="safetensors"):
+        build_encoder(ModelConfig(name=str(folder)))

@@ -122,13 +122,23 @@ def build_encoder(config: ModelConfig, device: str | None = "cpu") -> SentenceTr
     remote = {"trust_remote_code": config.trust_remote_code}
     if config.trust_remote_code:
         logger.warning("model.trust_remote_code is on: Python code from %s will run.", path)
-    transformer = Transformer(
-        str(path),
-        max_seq_length=config.max_seq_length,
-        model_kwargs=dict(remote),
-        processor_kwargs=dict(remote),
-        config_kwargs=dict(remote),
-    )
+    # use_safetensors: weights are never read from pickle-based files such as pytorch_model.bin.
+    try:
+        transformer = Transformer(
+            str(path),
+            max_seq_length=config.max_seq_length,
+            model_kwargs={**remote, "use_safetensors": True},
+            processor_kwargs=dict(remote),
+            config_kwargs=dict(remote),
+        )
+    except OSError as error:
+        if any(path.glob("*.safetensors")):
+            raise
+        raise ModelNotFoundError(
+            f"Model {config.name} has no safetensors weights in {path}; isotune does not load pickle-based weight "
+            "files such as pytorch_model.bin, because loading them can run code. Convert the weights to "
+            f"safetensors (for example with safetensors.torch.save_file) and try again. ({error})"
+        ) from error
     model_limit = getattr(transformer.auto_model.config, "max_position_embeddings", None)
     if model_limit is not None and config.max_seq_length > model_limit:
         raise ConfigError(
