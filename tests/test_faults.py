@@ -115,3 +115,26 @@ def test_unwritable_output_dir_fails_before_training(tiny_bert, corpus, tmp_path
     blocker.write_text("not a folder", encoding="utf-8")
     with pytest.raises(ConfigError, match="not writable"):
         run_training(tiny_recipe(tiny_bert, corpus, blocker / "run"))
+
+
+@pytest.fixture()
+def small_disk(tmp_path):
+    """A 2 MiB tmpfs mounted for the test (needs root; skipped elsewhere)."""
+    mount_point = tmp_path / "small-disk"
+    mount_point.mkdir()
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)], capture_output=True, check=False
+    )
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode(errors='replace').strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=False)
+
+
+def test_full_disk_fails_before_training(tiny_bert, corpus, small_disk):
+    run_dir = small_disk / "run"
+    with pytest.raises(ConfigError, match="MiB free"):
+        run_training(tiny_recipe(tiny_bert, corpus, run_dir))
+    assert list(run_dir.iterdir()) == []
