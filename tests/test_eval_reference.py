@@ -65,3 +65,13 @@ def test_stsb_dev_matches_sentence_transformers_evaluator(model, embed):
     reference = evaluator(model)["stsb-dev_spearman_cosine"] * 100
     ours = evaluate_sts(embed, task)["spearman"]["all"]
     assert ours == pytest.approx(reference, abs=0.01)
+
+
+def test_sts12_through_eval_path_matches_reference(model):
+    # The path of `isotune eval`: make_embedder, then a CachedEmbedder that embeds in length-sorted chunks.
+    from isotune.encoder import make_embedder
+    from isotune.evaluation.suite import load_suite_data, score_suite
+
+    data = load_suite_data(["sts12"], SHARED_STS.parent)
+    result = score_suite(make_embedder(model, 64), data, show_progress=False, chunk_size=1024)["sts12"]
+    assert result["spearman"]["all"] == pytest.approx(72.37, abs=0.05)

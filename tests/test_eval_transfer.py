@@ -37,7 +37,7 @@ def test_binary_task_loads_both_classes(name):
     split = data.splits["all"]
     assert len(split) == 40
     assert list(np.bincount(split.labels)) == [20, 20]
-    # Label 1 is the positive (or subjective) file, which holds the positive words in the fixtures.
+    # Label 1 is the positive (or subjective) file, which contains the positive words in the fixtures.
     assert all(
         set(text.split()) & POSITIVE for text, label in zip(split.texts, split.labels, strict=True) if label == 1
     )

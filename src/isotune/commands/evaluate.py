@@ -7,8 +7,6 @@ from pathlib import Path
 
 from isotune.errors import ConfigError
 
-CLI_DEFAULT_TASKS = ["sts", "geometry"]
-
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(

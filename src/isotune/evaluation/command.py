@@ -1,4 +1,4 @@
-"""What `isotune eval` does: load data and model, score the model and its post-processed variants, write.
+"""The `isotune eval` workflow: load data and model, score the model and its post-processed variants, write.
 
 The raw model embeds each distinct text once; post-processed variants transform those cached rows.
 """
@@ -33,6 +33,7 @@ from isotune.evaluation.transfer import classifier_settings
 logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = 4096
+CLI_DEFAULT_TASKS = ["sts", "geometry"]
 
 
 @dataclass
@@ -176,7 +177,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     from isotune.fileio import write_json_atomic, write_text_atomic
 
     start = time.perf_counter()
-    args.tasks = args.tasks or ["sts", "geometry"]
+    args.tasks = args.tasks or list(CLI_DEFAULT_TASKS)
     specs = [parse_postprocess(text) for text in args.postprocess]
     show_progress = not args.quiet
     data = load_suite_data(
