@@ -9,7 +9,8 @@ from isotune.encoder import build_encoder
 from isotune.errors import DataError
 from isotune.recipe import DataConfig, ModelConfig, load_recipe
 from isotune.training.batches import PairBatcher
-from isotune.training.loop import _embed_by_length, make_accelerator
+from isotune.training.embedding import embed_by_length
+from isotune.training.loop import make_accelerator
 from isotune.training.run import resolve_source
 
 TEXTS = [
@@ -47,8 +48,8 @@ def test_length_chunks_match_single_forward(tiny_bert, chunk_size):
     model.eval()
     accelerator = make_accelerator(load_recipe(None))
     with torch.no_grad():
-        whole = _embed_by_length(accelerator, model, TEXTS, chunk_size=0)
-        chunked = _embed_by_length(accelerator, model, TEXTS, chunk_size=chunk_size)
+        whole = embed_by_length(accelerator, model, TEXTS, chunk_size=0)
+        chunked = embed_by_length(accelerator, model, TEXTS, chunk_size=chunk_size)
     assert torch.allclose(whole, chunked, atol=1e-5)
 
 

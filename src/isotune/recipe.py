@@ -96,6 +96,19 @@ class TrainingConfig:
         32,
     )
     gradient_accumulation_steps: int = _help("Micro batches per optimizer step.", 1)
+    cached: bool = _help(
+        "Gradient caching: embed the batch without autograd, compute the loss and its gradient with respect to "
+        "the embeddings, then re-run each chunk of forward_chunk_size texts with autograd. Same loss and "
+        "gradients, but activation memory grows with forward_chunk_size instead of batch_size, for about 1.3 to "
+        "1.5 times the compute. Not supported under DeepSpeed.",
+        False,
+    )
+    gather_across_processes: bool = _help(
+        "Under accelerate launch with several processes: compute uniformity and InfoNCE over the embeddings "
+        "of all processes (the global batch of num_processes x batch_size pairs) instead of each process's "
+        "own batch_size pairs. No effect with one process.",
+        True,
+    )
     max_grad_norm: float | None = _help("Clip the gradient norm to this value (null: no clipping).", 1.0)
     precision: Literal["no", "bf16", "fp16"] = _help(
         "Mixed precision of the forward pass (Accelerate): no (fp32), bf16 or fp16. Losses run in fp32.", "no"
@@ -315,6 +328,12 @@ def validate(recipe: Recipe) -> None:
         (
             training.forward_chunk_size >= 0,
             f"training.forward_chunk_size must be >= 0, got {training.forward_chunk_size}",
+        ),
+        (
+            not training.cached or 0 < training.forward_chunk_size < 2 * training.batch_size,
+            "training.cached needs training.forward_chunk_size between 1 and 2 x training.batch_size - 1 "
+            f"({2 * training.batch_size - 1}), because caching only saves memory when a batch's "
+            f"{2 * training.batch_size} texts are embedded in several chunks; got {training.forward_chunk_size}",
         ),
         (training.eval_every >= 0, f"training.eval_every must be >= 0, got {training.eval_every}"),
         (

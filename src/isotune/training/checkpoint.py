@@ -2,10 +2,15 @@
 
 Each checkpoint is a folder `checkpoints/step-NNNNNNN` that appears in one rename once fully written,
 so a crash while writing leaves the previous checkpoint untouched and a hidden `.tmp` folder behind.
+Under several processes, all of them write into the main process's staging folder (each writes its own
+`random_states_{process_index}.pkl`, and FSDP or DeepSpeed write their shards), and the main process
+renames it once every process has finished. The checkpoint folder must therefore be on a file system that
+every process can reach, as Accelerate's `save_state` requires.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import pickle
@@ -16,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list
 from accelerate.utils import load as load_weights_only
 
 from isotune.errors import ConfigError
@@ -38,17 +44,31 @@ class TrainerState:
     history: list[dict[str, Any]] = field(default_factory=list)
     recipe_fingerprint: str = ""
     scheduler: dict[str, Any] = field(default_factory=dict)  # LambdaLR.state_dict(): numbers and lists only
+    # Processes of the launch that wrote the state (1 for checkpoints written before this field existed).
+    num_processes: int = 1
 
 
 def save_checkpoint(accelerator: Accelerator, root: Path, state: TrainerState, keep: int) -> Path:
-    """Write the model, optimizer, scheduler and RNG states plus `state` to `root/step-NNNNNNN`."""
+    """Write the model, optimizer, scheduler and RNG states plus `state` to `root/step-NNNNNNN`.
+
+    Must be called on every process of the launch. The main process stages the folder, every process
+    writes its part into it, and the main process writes `state` last and renames the folder into place.
+    """
     path = root / f"step-{state.step:07d}"
-    # NOTE: only single-process runs are supported here; several processes would each stage a folder.
-    with atomic_directory(path) as staging:
-        accelerator.save_state(str(staging))
-        write_json_atomic(staging / STATE_FILE, asdict(state))
-    for old in list_checkpoints(root)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+    # NOTE: an exception on one process while writing leaves the others waiting at the barrier below until
+    # the process group times out; the staging folder is removed either way.
+    with atomic_directory(path) if accelerator.is_main_process else contextlib.nullcontext() as staging:
+        staging_name = [str(staging) if staging is not None else None]
+        if accelerator.num_processes > 1:
+            broadcast_object_list(staging_name)
+        accelerator.save_state(staging_name[0])
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            write_json_atomic(staging / STATE_FILE, asdict(state))
+    if accelerator.is_main_process:
+        for old in list_checkpoints(root)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
     return path
 
 
@@ -87,6 +107,12 @@ def load_checkpoint(
             )
         logger.warning("Resuming %s although it was written with a different recipe (--allow-recipe-change).", path)
         state.recipe_fingerprint = fingerprint
+    if state.num_processes != accelerator.num_processes:
+        raise ConfigError(
+            f"Checkpoint {path} was written by {state.num_processes} processes, but this launch has "
+            f"{accelerator.num_processes}; the data order, batch sharding and random states depend on the "
+            f"process count. Resume with accelerate launch --num_processes {state.num_processes}."
+        )
     rng_file = path / f"random_states_{accelerator.process_index}.pkl"
     try:
         # Accelerate skips an unreadable RNG file with only a log line, which would make the resumed run

@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedDataParallelKwargs, DistributedType, broadcast_object_list, set_seed
 from sentence_transformers import SentenceTransformer
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from isotune.distributed import all_processes_agree
 from isotune.encoder import save_encoder
-from isotune.errors import TrainingError
+from isotune.errors import ConfigError, TrainingError
 from isotune.recipe import Recipe
 from isotune.training.batches import PairBatcher
+from isotune.training.cached import CachedEmbeddings
 from isotune.training.checkpoint import TrainerState, list_checkpoints, load_checkpoint, save_checkpoint
-from isotune.training.objective import compute_objective
+from isotune.training.embedding import embed_by_length
+from isotune.training.objective import compute_global_objective
 
 logger = logging.getLogger(__name__)
 
@@ -28,10 +33,25 @@ DevScorer = Callable[[SentenceTransformer], float]
 
 
 def make_accelerator(recipe: Recipe) -> Accelerator:
-    return Accelerator(
+    """Create the Accelerator; the launch configuration (processes, DDP, FSDP, DeepSpeed) comes from the
+    environment that `accelerate launch` sets, and the recipe's precision overrides the launch config's."""
+    # Hugging Face encoders carry parameters that sentence embeddings never use (BERT's pooler, for one);
+    # DDP raises at the second step unless it is told to look for them.
+    ddp_kwargs = DistributedDataParallelKwargs(find_unused_parameters=True)
+    accelerator = Accelerator(
         mixed_precision=recipe.training.precision,
         gradient_accumulation_steps=recipe.training.gradient_accumulation_steps,
+        kwargs_handlers=[ddp_kwargs],
     )
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and accelerator.num_processes == 1:
+        # Each process would train alone and all of them would write the same run folder.
+        raise ConfigError(
+            f"The launcher started {launched} processes (WORLD_SIZE={launched}), but Accelerate joined them in no "
+            "process group. Without a GPU, set ACCELERATE_USE_CPU=true in the environment of accelerate launch "
+            "--multi_gpu (see docs/multi_gpu.md)."
+        )
+    return accelerator
 
 
 def train(
@@ -46,24 +66,32 @@ def train(
     allow_other_recipe: bool = False,
     dev_scorer: DevScorer | None = None,
 ) -> TrainerState:
-    """Train `model` on `pairs` for `recipe.training.max_steps` optimizer steps.
+    """Train `model` on `pairs` for `recipe.training.max_steps` optimizer steps, on every process of the launch.
+
+    With N processes each optimizer step takes a global batch of N x `batch_size` pairs from one shared,
+    seeded order, and process k trains on rows k*batch_size to (k+1)*batch_size. Only the main process
+    evaluates and writes the model; checkpoints are written by all processes together.
 
     The model saved to `run_dir/model` is the evaluated step with the best dev score when
     `training.keep_best` is set and a `dev_scorer` is given, else the last step.
 
     Raises:
         TrainingError: on a non-finite loss with `training.on_nonfinite=stop`; nothing from that step is saved.
+        ConfigError: when the launch cannot run the recipe (cached mode under DeepSpeed, too few pairs).
     """
     config = recipe.training
-    set_seed(config.seed)
-    if config.gradient_accumulation_steps > 1:
+    # device_specific adds the process index to the seed, so processes draw different dropout masks;
+    # with one process the seed is unchanged.
+    set_seed(config.seed, device_specific=True)
+    _check_launch(recipe, accelerator, len(pairs))
+    if config.gradient_accumulation_steps > 1 and accelerator.is_main_process:
         logger.warning(
-            "gradient_accumulation_steps=%d: uniformity and InfoNCE compare only the %d pairs of a micro batch, "
-            "so accumulation grows the effective batch for the gradient but not the number of negatives.",
+            "gradient_accumulation_steps=%d: uniformity and InfoNCE compare only the pairs of a micro batch, "
+            "so accumulation grows the effective batch for the gradient but not the number of negatives "
+            "(training.cached does both).",
             config.gradient_accumulation_steps,
-            config.batch_size,
         )
-    batcher = PairBatcher(len(pairs), config.batch_size, config.seed)
+    batcher = PairBatcher(len(pairs), config.batch_size * accelerator.num_processes, config.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = get_scheduler(
         config.scheduler,
@@ -74,25 +102,26 @@ def train(
     # The scheduler is stepped once per optimizer step by this loop, not by Accelerate (which steps it once
     # per process). Its state goes into the JSON trainer state: Accelerate would pickle it and unpickle it
     # with weights_only=False on resume, which runs whatever code a tampered checkpoint holds.
+    full_copy = copy.deepcopy(model) if _parameters_sharded(accelerator) and accelerator.is_main_process else None
     model, optimizer = accelerator.prepare(model, optimizer)
 
     checkpoint_root = run_dir / "checkpoints"
-    state = TrainerState(recipe_fingerprint=fingerprint)
+    state = TrainerState(recipe_fingerprint=fingerprint, num_processes=accelerator.num_processes)
     if resume:
         checkpoints = list_checkpoints(checkpoint_root)
         if checkpoints:
             state = load_checkpoint(accelerator, checkpoints[-1], fingerprint, allow_other_recipe=allow_other_recipe)
             scheduler.load_state_dict(state.scheduler)
-            logger.info("Resumed from %s at step %d.", checkpoints[-1], state.step)
+            if accelerator.is_main_process:
+                logger.info("Resumed from %s at step %d.", checkpoints[-1], state.step)
 
-    unwrapped = accelerator.unwrap_model(model)
     model.train()
     progress = tqdm(
         total=config.max_steps,
         initial=state.step,
         desc="train",
         unit="step",
-        disable=not accelerator.is_local_main_process,
+        disable=not accelerator.is_main_process,
     )
     while state.step < config.max_steps:
         step_logs = _optimizer_step(recipe, accelerator, model, optimizer, batcher, pairs, state)
@@ -109,16 +138,67 @@ def train(
         state.history.append({"step": state.step, "lr": scheduler.get_last_lr()[0], **step_logs})
 
         last = state.step == config.max_steps
-        if accelerator.is_main_process and (last or (config.eval_every and state.step % config.eval_every == 0)):
-            _evaluate_and_keep(recipe, unwrapped, run_dir, state, dev_scorer, last)
-        if config.checkpoint_every and (state.step % config.checkpoint_every == 0 or last):
-            accelerator.wait_for_everyone()
+        if last or (config.eval_every and state.step % config.eval_every == 0):
+            main_model = _model_for_main(accelerator, model, full_copy)
             if accelerator.is_main_process:
-                save_checkpoint(accelerator, checkpoint_root, state, keep=config.keep_checkpoints)
+                _evaluate_and_keep(recipe, main_model, run_dir, state, dev_scorer, last)
+            accelerator.wait_for_everyone()
+        if config.checkpoint_every and (state.step % config.checkpoint_every == 0 or last):
+            save_checkpoint(accelerator, checkpoint_root, state, keep=config.keep_checkpoints)
     progress.close()
-    if accelerator.is_main_process and not (run_dir / "model").is_dir():
-        save_encoder(unwrapped, run_dir / "model")
+    # Decided on the main process, because the others may not see its files on a multi-machine launch.
+    model_missing = [not (run_dir / "model").is_dir()]
+    if accelerator.num_processes > 1:
+        broadcast_object_list(model_missing)
+    if model_missing[0]:
+        main_model = _model_for_main(accelerator, model, full_copy)
+        if accelerator.is_main_process:
+            save_encoder(main_model, run_dir / "model")
+    accelerator.wait_for_everyone()
     return state
+
+
+def _check_launch(recipe: Recipe, accelerator: Accelerator, num_pairs: int) -> None:
+    config = recipe.training
+    if config.cached and accelerator.distributed_type == DistributedType.DEEPSPEED:
+        raise ConfigError(
+            "training.cached is not supported under DeepSpeed, whose backward also steps the optimizer, so the "
+            "per-chunk backward passes of cached mode would each take a step. Launch with DDP or FSDP "
+            "(recipes/launch/multi_gpu.yaml or fsdp.yaml), or set training.cached=false."
+        )
+    global_batch = config.batch_size * accelerator.num_processes
+    if accelerator.num_processes > 1 and num_pairs < global_batch:
+        raise ConfigError(
+            f"{num_pairs} pairs are fewer than one global batch of {accelerator.num_processes} processes x "
+            f"training.batch_size={config.batch_size}; lower the batch size or provide more pairs."
+        )
+
+
+def _parameters_sharded(accelerator: Accelerator) -> bool:
+    """Return True when no single process holds the full weights (FSDP, DeepSpeed ZeRO stage 3)."""
+    if accelerator.distributed_type == DistributedType.FSDP:
+        return True
+    plugin = accelerator.state.deepspeed_plugin
+    return accelerator.distributed_type == DistributedType.DEEPSPEED and plugin is not None and plugin.zero_stage == 3
+
+
+def _model_for_main(
+    accelerator: Accelerator, model: torch.nn.Module, full_copy: SentenceTransformer | None
+) -> SentenceTransformer | None:
+    """Return a model with the full current weights on the main process (None on the others).
+
+    Under FSDP or ZeRO stage 3 every process must take part in gathering the weights, which are then loaded
+    into `full_copy`, a copy of the encoder made on the main process before training.
+    """
+    if not _parameters_sharded(accelerator):
+        return accelerator.unwrap_model(model) if accelerator.is_main_process else None
+    # NOTE: this path has not been run: FSDP and DeepSpeed need GPUs, and none was available when it was
+    # written. DeepSpeed ZeRO 3 also needs stage3_gather_16bit_weights_on_model_save in its config.
+    weights = accelerator.get_state_dict(model)
+    if not accelerator.is_main_process:
+        return None
+    full_copy.load_state_dict(weights)
+    return full_copy
 
 
 def _optimizer_step(
@@ -130,25 +210,28 @@ def _optimizer_step(
     pairs: list[tuple[str, str]],
     state: TrainerState,
 ) -> dict[str, float]:
-    """Run the micro batches of one optimizer step; return their mean loss, alignment and uniformity."""
+    """Run the micro batches of one optimizer step; return their mean loss, alignment and uniformity.
+
+    Every process returns the same values: the objective of the global batch when embeddings are gathered,
+    else the mean over processes of each process's objective.
+    """
     config = recipe.training
     totals = {"loss": 0.0, "alignment": 0.0, "uniformity": 0.0}
     used = 0
     for micro in range(config.gradient_accumulation_steps):
         micro_batch = state.step * config.gradient_accumulation_steps + micro
-        rows = batcher.indices(micro_batch)
+        global_rows = batcher.indices(micro_batch)
+        start = accelerator.process_index * config.batch_size
+        rows = global_rows[start : start + config.batch_size]
         with accelerator.accumulate(model):
-            parts = _forward(recipe, accelerator, model, [pairs[i] for i in rows])
-            loss = parts["loss"]
-            if not torch.isfinite(loss):
-                _handle_nonfinite(config.on_nonfinite, loss, state, micro_batch, rows)
+            parts = _micro_batch(recipe, accelerator, model, pairs, rows, global_rows, state, micro_batch)
+            if parts is None:
                 optimizer.zero_grad(set_to_none=True)
                 continue
-            accelerator.backward(loss)
             if accelerator.sync_gradients and config.max_grad_norm is not None:
                 accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            if accelerator.sync_gradients and not _gradients_finite(model):
-                _handle_nonfinite(config.on_nonfinite, loss, state, micro_batch, rows, where="gradient")
+            if accelerator.sync_gradients and not all_processes_agree(accelerator, _gradients_finite(model)):
+                _handle_nonfinite(config.on_nonfinite, parts["loss"], state, micro_batch, rows, where="gradient")
                 optimizer.zero_grad(set_to_none=True)
                 continue
             optimizer.step()
@@ -156,42 +239,56 @@ def _optimizer_step(
         for key in totals:
             totals[key] += parts[key].item()
         used += 1
-    return {key: value / max(used, 1) for key, value in totals.items()}
+    means = {key: value / max(used, 1) for key, value in totals.items()}
+    if accelerator.num_processes > 1 and not _gathers(recipe, accelerator):
+        reduced = accelerator.reduce(torch.tensor(list(means.values()), device=accelerator.device), "mean")
+        means = dict(zip(means, reduced.tolist(), strict=True))
+    return means
 
 
-def _forward(
-    recipe: Recipe, accelerator: Accelerator, model: torch.nn.Module, batch: list[tuple[str, str]]
-) -> dict[str, torch.Tensor]:
-    """Embed both sides of the pairs and compute the objective on the whole batch."""
-    texts = [a for a, _ in batch] + [b for _, b in batch]
-    embeddings = _embed_by_length(accelerator, model, texts, recipe.training.forward_chunk_size)
-    x, y = embeddings[: len(batch)], embeddings[len(batch) :]  # [batch, dim] each, L2-normalised
-    return compute_objective(recipe.objective, x, y, texts=(texts[: len(batch)], texts[len(batch) :]))
+def _gathers(recipe: Recipe, accelerator: Accelerator) -> bool:
+    return recipe.training.gather_across_processes and accelerator.num_processes > 1
 
 
-def _embed_by_length(
-    accelerator: Accelerator, model: torch.nn.Module, texts: list[str], chunk_size: int
-) -> torch.Tensor:
-    """Embed `texts` in forward passes over chunks of similar length; return `[len(texts), dim]` in input order.
-
-    Each chunk is padded only to its own longest text, which cuts the padded tokens of a batch of book
-    sentences roughly in half. Attention and pooling are masked, so the embeddings are those of one
-    forward pass over the whole batch; the loss still sees every embedding of the batch at once.
-    """
-    tokenizer_owner = accelerator.unwrap_model(model)
-    if chunk_size <= 0 or chunk_size >= len(texts):
-        chunks = [list(range(len(texts)))]
+def _micro_batch(
+    recipe: Recipe,
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    pairs: list[tuple[str, str]],
+    rows: list[int],
+    global_rows: list[int],
+    state: TrainerState,
+    micro_batch: int,
+) -> dict[str, torch.Tensor] | None:
+    """Embed this process's pairs, compute the objective and back-propagate it; None when it was skipped."""
+    config = recipe.training
+    texts = [pairs[i][0] for i in rows] + [pairs[i][1] for i in rows]
+    cache = None
+    if config.cached:
+        cache = CachedEmbeddings(accelerator, model, texts, config.forward_chunk_size)
+        embeddings = cache.embeddings
     else:
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        chunks = [order[start : start + chunk_size] for start in range(0, len(order), chunk_size)]
-    pieces = []
-    for rows in chunks:
-        features = tokenizer_owner.preprocess([texts[i] for i in rows])
-        features = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in features.items()}
-        pieces.append(model(features)["sentence_embedding"])
-    embeddings = torch.cat(pieces)
-    positions = torch.tensor([i for rows in chunks for i in rows], device=embeddings.device)
-    return embeddings[torch.argsort(positions)]
+        embeddings = embed_by_length(accelerator, model, texts, config.forward_chunk_size)
+    gather = _gathers(recipe, accelerator)
+    objective_rows = global_rows if gather else rows
+    objective_texts = ([pairs[i][0] for i in objective_rows], [pairs[i][1] for i in objective_rows])
+    x, y = embeddings[: len(rows)], embeddings[len(rows) :]  # [batch, dim] each, L2-normalised
+    parts = compute_global_objective(recipe.objective, x, y, objective_texts, gather=gather)
+    loss = parts["loss"]
+    if not all_processes_agree(accelerator, bool(torch.isfinite(loss))):
+        # NOTE: under DDP, a forward pass with no backward after it may make DDP raise at the next step
+        # ("Expected to have finished reduction"); skipping has only been tested with one process.
+        _handle_nonfinite(config.on_nonfinite, loss, state, micro_batch, rows)
+        return None
+    # Every process computes the same gathered loss but back-propagates only into its own embeddings, and
+    # DDP averages the gradients over processes, so the factor restores the gradient of the global loss.
+    scaled = loss * accelerator.num_processes if gather else loss
+    if cache is None:
+        accelerator.backward(scaled)
+    else:
+        (embedding_grad,) = torch.autograd.grad(scaled, embeddings)
+        cache.backward(accelerator, model, embedding_grad)
+    return {key: value.detach() for key, value in parts.items()}
 
 
 def _gradients_finite(model: torch.nn.Module) -> bool:

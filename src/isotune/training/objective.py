@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from isotune.distributed import gather_with_grad
 from isotune.losses import align_uniform_loss, alignment_loss, info_nce_loss, same_text_mask, uniformity_loss
 from isotune.recipe import ObjectiveConfig
 
@@ -47,3 +48,35 @@ def _only_if_any(same_text: torch.Tensor) -> torch.Tensor | None:
     """Return the off-diagonal part of a same-text mask, or None when the batch has no duplicate text."""
     off_diagonal = same_text & ~torch.eye(same_text.shape[0], dtype=torch.bool, device=same_text.device)
     return off_diagonal if off_diagonal.any() else None
+
+
+def compute_global_objective(
+    config: ObjectiveConfig,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    texts: tuple[list[str], list[str]],
+    *,
+    gather: bool,
+) -> dict[str, torch.Tensor]:
+    """Compute the objective on the pairs of all processes (`gather`) or on this process's pairs only.
+
+    With `gather`, the embeddings of every process are concatenated in rank order (see `gather_with_grad`)
+    and the objective sees the global batch of `world_size * batch` pairs, so uniformity and InfoNCE use
+    every process's embeddings as negatives. Back-propagate `loss * world_size()` so that the gradients
+    averaged by DDP equal those of one process on the global batch.
+
+    Args:
+        config: the objective section of the recipe.
+        x, y: this process's L2-normalised embeddings, `[batch, dim]` each.
+        texts: the texts behind the embeddings the objective sees: the global batch in rank order with
+            `gather` (every process derives it from the shared data order, so no texts are exchanged),
+            else this process's texts. Copies of a text are never negatives, across processes too.
+    """
+    if gather:
+        x, y = gather_with_grad(x), gather_with_grad(y)
+    if len(texts[0]) != x.shape[0] or len(texts[1]) != y.shape[0]:
+        raise ValueError(
+            f"compute_global_objective got {len(texts[0])} and {len(texts[1])} texts for {x.shape[0]} and "
+            f"{y.shape[0]} embeddings; pass the texts of the global batch when gather is on."
+        )
+    return compute_objective(config, x, y, texts=texts)

@@ -19,6 +19,7 @@ from sentence_transformers import SentenceTransformer
 
 import isotune
 from isotune.data import PairSet, identical_pairs, pairs_from_books, pairs_from_file, pairs_from_hf_dataset
+from isotune.distributed import run_on_main
 from isotune.encoder import build_encoder, make_embedder
 from isotune.errors import ConfigError, DataError
 from isotune.evaluation.suite import markdown_table, run_evaluation, summary_row
@@ -182,19 +183,22 @@ def run_training(
     """Run the whole job that `recipe` describes and return the metrics written to `metrics.json`."""
     started = time.time()
     run_dir = Path(recipe.output_dir)
-    prepare_run_dir(recipe, run_dir, resume, allow_other_recipe)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    accelerator = make_accelerator(recipe)
+    is_main = accelerator.is_main_process
+    if not is_main:
+        # Only the main process logs; the others still report errors.
+        logging.getLogger("isotune").setLevel(logging.ERROR)
+    run_on_main(accelerator, lambda: prepare_run_dir(recipe, run_dir, resume, allow_other_recipe))
+    device = accelerator.device
     check_precision(recipe.training.precision, device)
 
     pair_set = load_training_pairs(recipe.data)
     model = build_encoder(recipe.model, device=str(device))
-    check_free_space(run_dir, model, recipe.training.keep_checkpoints)
     unique_texts = sorted({text for pair in pair_set.pairs for text in pair})
-    truncated = count_truncated(model, unique_texts, recipe.model.max_seq_length)
-
-    accelerator = make_accelerator(recipe)
-    is_main = accelerator.is_main_process
+    run_on_main(accelerator, lambda: check_free_space(run_dir, model, recipe.training.keep_checkpoints))
+    truncated = 0
     if is_main:
+        truncated = count_truncated(model, unique_texts, recipe.model.max_seq_length)
         for key, value in resolved_paths(recipe).items():
             logger.info("%s: %s", key, value)
         logger.info("Positive pairs from %s\n%s", pair_set.source, pair_set.stats.summary())
@@ -245,26 +249,28 @@ def run_training(
         allow_other_recipe=allow_other_recipe,
         dev_scorer=score_dev if "stsb-dev" in _available_dev(recipe) else None,
     )
-    if not is_main:
-        return {}
 
-    trained = SentenceTransformer(str(run_dir / "model"), device=str(device))
-    logger.info("Evaluating the trained model (step %s)", state.best_step)
-    metrics["after"] = run_evaluation(
-        make_embedder(trained, recipe.evaluation.batch_size),
-        recipe.evaluation.tasks,
-        data_root,
-        sentences=sentences,
-    )
-    metrics["saved_step"] = state.best_step
-    metrics["history"] = state.history
-    metrics["skipped_batches"] = state.skipped_batches
-    write_json_atomic(metrics_path, metrics)
-    run_info["seconds"] = round(time.time() - started, 1)
-    run_info["saved_step"] = state.best_step
-    write_json_atomic(run_dir / "run.json", run_info)
-    write_text_atomic(run_dir / "report.md", render_report(recipe, metrics, run_info))
-    return metrics
+    def evaluate_and_write() -> dict[str, Any]:
+        trained = SentenceTransformer(str(run_dir / "model"), device=str(device))
+        logger.info("Evaluating the trained model (step %s)", state.best_step)
+        metrics["after"] = run_evaluation(
+            make_embedder(trained, recipe.evaluation.batch_size),
+            recipe.evaluation.tasks,
+            data_root,
+            sentences=sentences,
+        )
+        metrics["saved_step"] = state.best_step
+        metrics["history"] = state.history
+        metrics["skipped_batches"] = state.skipped_batches
+        write_json_atomic(metrics_path, metrics)
+        run_info["seconds"] = round(time.time() - started, 1)
+        run_info["saved_step"] = state.best_step
+        write_json_atomic(run_dir / "run.json", run_info)
+        write_text_atomic(run_dir / "report.md", render_report(recipe, metrics, run_info))
+        return metrics
+
+    # The other processes wait here until the main process has written the report (or failed).
+    return run_on_main(accelerator, evaluate_and_write) or {}
 
 
 def _available_dev(recipe: Recipe) -> list[str]:

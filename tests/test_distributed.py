@@ -1,0 +1,166 @@
+"""Several processes on the CPU (gloo): gathered losses equal one process with the whole batch; launches work."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from safetensors.torch import load_file
+
+from conftest import tiny_recipe
+from isotune.distributed import gather_with_grad, world_size
+from isotune.recipe import ObjectiveConfig
+from isotune.training.objective import compute_global_objective, compute_objective
+
+WORLD_SIZE = 2
+LOCAL_BATCH = 4
+# Global batch in rank order. Row 5 (rank 1) repeats the first text of row 0 (rank 0), so the same-text
+# masks must reach across processes.
+FIRST = ["a dog", "a cat", "red ball", "the man", "blue book", "a dog", "the park", "night"]
+SECOND = ["a pup", "the cat", "a ball", "a man", "a book", "dogs", "parks", "a night"]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _embed(model: torch.nn.Module, features: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.normalize(model(features), dim=1)
+
+
+def _compare_worker(rank: int, port: int) -> None:
+    """Check on rank `rank` that the gathered loss and DDP-averaged gradients equal one process's on 2b pairs."""
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD_SIZE)
+    try:
+        torch.manual_seed(0)
+        features_x = torch.randn(WORLD_SIZE * LOCAL_BATCH, 16)
+        features_y = features_x + 0.3 * torch.randn(WORLD_SIZE * LOCAL_BATCH, 16)
+        reference_model = torch.nn.Linear(16, 8)
+        for name in ("align_uniform", "info_nce"):
+            config = ObjectiveConfig(name=name)
+            single = torch.nn.Linear(16, 8)
+            single.load_state_dict(reference_model.state_dict())
+            expected = compute_objective(
+                config, _embed(single, features_x), _embed(single, features_y), texts=(FIRST, SECOND)
+            )
+            expected["loss"].backward()
+
+            replica = torch.nn.Linear(16, 8)
+            replica.load_state_dict(reference_model.state_dict())
+            ddp = torch.nn.parallel.DistributedDataParallel(replica)
+            local = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
+            parts = compute_global_objective(
+                config,
+                _embed(ddp, features_x[local]),
+                _embed(ddp, features_y[local]),
+                (FIRST, SECOND),
+                gather=True,
+            )
+            (parts["loss"] * world_size()).backward()
+
+            for key in ("loss", "alignment", "uniformity"):
+                assert torch.allclose(parts[key], expected[key], rtol=1e-5, atol=1e-6), (name, key)
+            for (param_name, actual), reference in zip(replica.named_parameters(), single.parameters(), strict=True):
+                assert torch.allclose(actual.grad, reference.grad, rtol=1e-5, atol=1e-6), (name, param_name)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_gathered_loss_matches_single_process():
+    mp.spawn(_compare_worker, args=(_free_port(),), nprocs=WORLD_SIZE, join=True)
+
+
+def test_gather_without_process_group_is_identity():
+    local = torch.randn(3, 4, requires_grad=True)
+    assert world_size() == 1
+    assert gather_with_grad(local) is local
+
+
+def _launch(recipe_file: Path, run_dir: Path, *extra: str) -> subprocess.CompletedProcess:
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        str(WORLD_SIZE),
+        "--num_machines",
+        "1",
+        # --cpu alone starts a single process; --multi_gpu starts them through torchrun, and with
+        # ACCELERATE_USE_CPU set (below) Accelerate joins them in a CPU process group with the gloo backend.
+        "--multi_gpu",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_ip",
+        "127.0.0.1",
+        "--main_process_port",
+        str(_free_port()),
+        "-m",
+        "isotune.cli",
+        "train",
+        str(recipe_file),
+        "--output-dir",
+        str(run_dir),
+        *extra,
+    ]
+    env = {
+        **os.environ,
+        "ACCELERATE_USE_CPU": "true",
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=240)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+@pytest.mark.slow
+def test_accelerate_launch_two_processes_resumes(tiny_bert, corpus, tmp_path):
+    settings = (
+        "training.max_steps=4",
+        "training.checkpoint_every=2",
+        "training.keep_checkpoints=5",
+        "training.eval_every=0",
+        "training.keep_best=false",
+        "training.forward_chunk_size=5",
+        "training.cached=true",
+        "evaluation.tasks=[stsb-dev]",
+    )
+    run_dir = tmp_path / "run"
+    recipe_file = tmp_path / "recipe.yaml"
+    recipe_file.write_text(tiny_recipe(tiny_bert, corpus, run_dir, *settings).to_yaml(), encoding="utf-8")
+
+    first = _launch(recipe_file, run_dir)
+    output = first.stdout + first.stderr
+    assert output.count("Evaluating the base model") == 1, "only the main process may evaluate and log"
+    info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    assert info["processes"] == WORLD_SIZE
+    checkpoints = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert checkpoints == ["step-0000002", "step-0000004"], "no staging folder may be left behind"
+    for index in range(WORLD_SIZE):
+        assert (run_dir / "checkpoints" / "step-0000002" / f"random_states_{index}.pkl").is_file()
+    state = json.loads((run_dir / "checkpoints" / "step-0000004" / "trainer_state.json").read_text("utf-8"))
+    assert state["num_processes"] == WORLD_SIZE
+    straight = load_file(str(run_dir / "model" / "model.safetensors"))
+
+    # Roll back to the step-2 checkpoint, as if the launch had died at step 3, and resume it.
+    shutil.rmtree(run_dir / "checkpoints" / "step-0000004")
+    shutil.rmtree(run_dir / "model")
+    second = _launch(recipe_file, run_dir, "--resume")
+    assert "Resumed from" in second.stdout + second.stderr
+    resumed = load_file(str(run_dir / "model" / "model.safetensors"))
+    for key in straight:
+        assert torch.equal(straight[key], resumed[key]), key
