@@ -17,9 +17,7 @@ def write_text(path: Path, text: str) -> Path:
 
 
 def test_books_pairs_consecutive_sentences(tmp_path):
-    book = write_text(
-        tmp_path / "book.txt", "One two three four. Five six seven eight. Nine ten eleven twelve.\n"
-    )
+    book = write_text(tmp_path / "book.txt", "One two three four. Five six seven eight. Nine ten eleven twelve.\n")
     result = pairs_from_books(book)
     assert result.pairs == [
         ("One two three four.", "Five six seven eight."),
@@ -28,9 +26,7 @@ def test_books_pairs_consecutive_sentences(tmp_path):
 
 
 def test_books_pairs_across_paragraphs(tmp_path):
-    book = write_text(
-        tmp_path / "book.txt", "The first paragraph ends here.\n\nThe second one starts here.\n"
-    )
+    book = write_text(tmp_path / "book.txt", "The first paragraph ends here.\n\nThe second one starts here.\n")
     result = pairs_from_books(book)
     assert result.pairs == [("The first paragraph ends here.", "The second one starts here.")]
 
@@ -131,8 +127,8 @@ def test_books_invalid_utf8_raises(tmp_path):
     assert str(book) in message
     assert "line 2" in message
     assert "byte offset 28" in message
-    assert "encoding: latin-1" in message
-    assert "decode_errors: replace" in message
+    assert "data.encoding=latin-1" in message
+    assert "data.decode_errors=replace" in message
 
 
 def test_books_replace_counts_undecodable(tmp_path):

@@ -51,9 +51,7 @@ def test_tsv_short_row_raises(tmp_path):
 
 
 def test_tsv_blank_lines_counted(tmp_path):
-    path = write_text(
-        tmp_path / "pairs.tsv", "A cat sleeps.\tA cat is asleep.\n\n  \nA dog barks.\tA dog is loud.\n"
-    )
+    path = write_text(tmp_path / "pairs.tsv", "A cat sleeps.\tA cat is asleep.\n\n  \nA dog barks.\tA dog is loud.\n")
     result = pairs_from_file(path)
     assert result.stats.empty_lines == 2
     assert result.stats.pairs == 2
@@ -149,7 +147,7 @@ def test_jsonl_missing_key_raises(tmp_path):
 
 def test_jsonl_unknown_keys_raise(tmp_path):
     path = write_text(tmp_path / "pairs.jsonl", '{"premise": "A cat.", "hypothesis": "A cat sleeps."}\n')
-    with pytest.raises(DataError, match="its keys are premise, hypothesis. Set columns"):
+    with pytest.raises(DataError, match="its keys are premise, hypothesis. Set data.columns"):
         pairs_from_file(path)
 
 
@@ -233,3 +231,10 @@ def test_load_pairs_unknown_source_raises():
 def test_load_pairs_unknown_option_raises():
     with pytest.raises(ConfigError, match="'colums' for data source 'pair_file'.*columns"):
         load_pairs("pair_file", str(FIXTURES / "pairs.csv"), colums=["a", "b"])
+
+
+def test_tsv_known_header_is_not_a_pair(tmp_path):
+    path = tmp_path / "pairs.tsv"
+    path.write_text("sentence1\tsentence2\na cat sat down\ta cat was sitting\n", encoding="utf-8")
+    pair_set = pairs_from_file(path)
+    assert pair_set.pairs == [("a cat sat down", "a cat was sitting")]

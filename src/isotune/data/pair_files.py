@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
@@ -24,6 +25,8 @@ PAIR_FILE_SUFFIXES = (".tsv", ".csv", ".jsonl")
 CSV_DEFAULT_COLUMNS = (("sentence1", "sentence2"), ("anchor", "positive"))
 JSONL_DEFAULT_COLUMNS = (("sentence1", "sentence2"), ("anchor", "positive"), ("text1", "text2"))
 
+logger = logging.getLogger(__name__)
+
 
 def pairs_from_file(
     path: str | PathLike[str],
@@ -38,8 +41,9 @@ def pairs_from_file(
 
     The format follows the suffix:
 
-    - .tsv: tab-separated, no quoting. Without `columns` there is no header and the first two fields are the
-      pair. With `columns`, the first non-empty row is a header that must contain them.
+    - .tsv: tab-separated, no quoting. Without `columns` the first two fields are the pair, and a first
+      row that reads sentence1/sentence2, anchor/positive or text1/text2 is taken as a header. With
+      `columns`, the first non-empty row is a header that must contain them.
     - .csv: comma-separated with a header row. Without `columns`, the pair is sentence1/sentence2 if the
       header has them, else anchor/positive, else the first two columns.
     - .jsonl: one JSON object per line. Without `columns`, the first object decides between
@@ -131,11 +135,21 @@ def _read_delimited(
     has_header = suffix == ".csv" or columns is not None
     used_columns, indices = (None, None) if has_header else (("field 1", "field 2"), (0, 1))
     rows: list[RawPair] = []
+    first_row = True
     try:
         for fields in reader:
             if not any(field.strip() for field in fields):
                 stats.empty_lines += 1
-            elif indices is None:
+                continue
+            if first_row and not has_header and _is_known_header(fields):
+                # A header-less TSV whose first row names the usual pair columns: read it as a header,
+                # not as a training pair.
+                used_columns = (fields[0].strip(), fields[1].strip())
+                logger.info("%s: first row %s read as a header.", path, "/".join(used_columns))
+                first_row = False
+                continue
+            first_row = False
+            if indices is None:
                 used_columns, indices = _choose_header_columns(fields, columns, path)
             elif len(fields) <= max(indices):
                 raise DataError(
@@ -149,6 +163,11 @@ def _read_delimited(
     if used_columns is None:
         raise DataError(f"{path} has no header row: the file is empty or blank.")
     return used_columns, rows
+
+
+def _is_known_header(fields: list[str]) -> bool:
+    names = tuple(field.strip().lower() for field in fields[:2])
+    return names in {tuple(candidate) for candidate in JSONL_DEFAULT_COLUMNS}
 
 
 def _choose_header_columns(
@@ -195,7 +214,7 @@ def _parse_json_object(line: str, path: Path, number: int) -> dict:
         record = json.loads(line)
     except json.JSONDecodeError as error:
         raise DataError(
-            f"{path}: line {number} is not valid JSON ({error.msg} at column {error.colno}). "
+            f"{path}: line {number} is not valid JSON ({error.msg}, column {error.colno}). "
             "Each line must contain one JSON object."
         ) from None
     if not isinstance(record, dict):
@@ -213,7 +232,7 @@ def _choose_jsonl_columns(record: dict, path: Path, number: int) -> tuple[str, s
     defaults = " or ".join("/".join(candidate) for candidate in JSONL_DEFAULT_COLUMNS)
     raise DataError(
         f"{path}: line {number} has none of the default key pairs {defaults}; its keys are "
-        f"{', '.join(record) or '(none)'}. Set columns to the two keys that contain the pair."
+        f"{', '.join(record) or '(none)'}. Set data.columns to the two keys that contain the pair."
     )
 
 
@@ -232,5 +251,5 @@ def _require_columns(columns: tuple[str, str], available: list[str], path: Path,
         if name not in available:
             raise DataError(
                 f"Column {name!r} not found in {path} ({where}); the columns are "
-                f"{', '.join(available) or '(none)'}. Set columns to two of these."
+                f"{', '.join(available) or '(none)'}. Set data.columns to two of these."
             )

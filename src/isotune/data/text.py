@@ -94,7 +94,7 @@ def _decode_line(
         raise DataError(
             f"{path}: line {number} is not valid {encoding}: byte(s) {bad_bytes} at byte offset "
             f"{offset + error.start} ({error.reason}). Set the file's encoding (for example "
-            "encoding: latin-1), or set decode_errors: replace to replace invalid bytes with U+FFFD."
+            "--set data.encoding=latin-1), or --set data.decode_errors=replace to replace invalid bytes with U+FFFD."
         ) from None
 
 
