@@ -171,9 +171,9 @@ def spectral_measures(x: np.ndarray | torch.Tensor) -> dict[str, float | None | 
     eigenvalues, eigenvectors = np.linalg.eigh(gram)  # ascending; one eigenvector per column
     values = np.sqrt(np.clip(eigenvalues[::-1], 0.0, None))  # singular values of W, largest first
 
-    directions = np.concatenate([eigenvectors, -eigenvectors], axis=1)  # [dim, 2 dim]
-    # |c^T w_i| <= 1 for unit vectors c and w_i, so exp cannot overflow.
-    partition = np.exp(matrix @ directions).sum(axis=0)
+    projections = matrix @ eigenvectors  # [n, dim]: c^T w_i for each eigenvector c
+    # |c^T w_i| <= 1 for unit vectors c and w_i, so exp cannot overflow. -c gives exp(-c^T w_i).
+    partition = np.concatenate([np.exp(projections).sum(axis=0), np.exp(-projections).sum(axis=0)])
 
     probabilities = values / values.sum()
     probabilities = probabilities[probabilities > 0]

@@ -222,17 +222,19 @@ def run_evaluation(
     sentences: list[str] | None = None,
     seed: int = 0,
     show_progress: bool = True,
+    num_resamples: int = DEFAULT_RESAMPLES,
 ) -> dict[str, dict]:
     """Evaluate `embed` on `tasks` and return `{task: result}` in the order of `tasks`.
 
-    This is `score_suite(embed, load_suite_data(tasks, data_root, sentences=sentences, seed=seed))`: a
-    task whose data is absent raises MissingDataError. Geometry measures alignment on STS-B dev pairs
+    This is `score_suite` on `load_suite_data(tasks, data_root, sentences=sentences, seed=seed)`: a
+    task whose data is absent raises MissingDataError. `num_resamples` sets the bootstrap of the
+    geometry intervals (0 turns it off). Geometry measures alignment on STS-B dev pairs
     with gold >= 4, and the sentence measures on a sample of 2000 distinct sentences drawn with `seed`
     from `sentences` (for example book sentences), or from the sentences of STS-B dev when `sentences`
     is None.
     """
     data = load_suite_data(tasks, data_root, sentences=sentences, seed=seed)
-    return score_suite(embed, data, seed=seed, show_progress=show_progress)
+    return score_suite(embed, data, seed=seed, show_progress=show_progress, num_resamples=num_resamples)
 
 
 def _headline(name: str, result: dict) -> str:
