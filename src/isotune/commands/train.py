@@ -54,7 +54,11 @@ def run(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe, overrides)
 
     # Imported only now: torch and transformers take seconds to import, and a recipe error needs neither.
+    from transformers.utils import logging as transformers_logging
+
     from isotune.training.run import run_training
+
+    transformers_logging.disable_progress_bar()  # per-file "Loading weights" bars on every model load
 
     command = shlex.join(["isotune", *sys.argv[1:]]) if Path(sys.argv[0]).name == "isotune" else ""
     if args.allow_recipe_change and not args.resume:

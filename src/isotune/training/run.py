@@ -228,7 +228,7 @@ def run_training(
     if is_main:
         truncated = count_truncated(model, unique_texts, recipe.model.max_seq_length)
         for key, value in resolved_paths(recipe).items():
-            logger.info("%s: %s", key, value)
+            logger.info("Resolved %s: %s", key, value)
         logger.info("Positive pairs from %s\n%s", pair_set.source, pair_set.stats.summary())
         logger.info(
             "Sentences longer than max_seq_length=%d tokens (truncated): %d of %d",
