@@ -99,15 +99,21 @@ def test_output_dir_with_another_run_is_rejected(tiny_bert, corpus, tmp_path):
         run_training(tiny_recipe(tiny_bert, corpus, run_dir))
 
 
-def test_nan_loss_stops_run_without_saving(tiny_bert, corpus, tmp_path):
+@pytest.fixture()
+def nan_bert(tiny_bert, tmp_path) -> Path:
+    """A copy of the tiny BERT whose word embeddings are all NaN, so every loss is NaN."""
     broken = tmp_path / "broken-bert"
     shutil.copytree(tiny_bert, broken)
     weights = load_file(str(broken / "model.safetensors"))
     key = next(name for name in weights if name.endswith("word_embeddings.weight"))
     weights[key] = torch.full_like(weights[key], float("nan"))
     save_file(weights, str(broken / "model.safetensors"))
+    return broken
+
+
+def test_nan_loss_stops_run_without_saving(nan_bert, corpus, tmp_path):
     run_dir = tmp_path / "run"
-    recipe = tiny_recipe(broken, corpus, run_dir)
+    recipe = tiny_recipe(nan_bert, corpus, run_dir)
     pairs = load_training_pairs(recipe.data).pairs
     with pytest.raises(TrainingError, match="step 1, micro batch 0, pair rows"):
         train(recipe, make_accelerator(recipe), build_encoder(recipe.model), pairs, run_dir, fingerprint="test")
@@ -115,14 +121,8 @@ def test_nan_loss_stops_run_without_saving(tiny_bert, corpus, tmp_path):
     assert not (run_dir / "checkpoints").exists()
 
 
-def test_nan_loss_skipped_when_configured(tiny_bert, corpus, tmp_path):
-    broken = tmp_path / "broken-bert"
-    shutil.copytree(tiny_bert, broken)
-    weights = load_file(str(broken / "model.safetensors"))
-    key = next(name for name in weights if name.endswith("word_embeddings.weight"))
-    weights[key] = torch.full_like(weights[key], float("nan"))
-    save_file(weights, str(broken / "model.safetensors"))
-    recipe = tiny_recipe(broken, corpus, tmp_path / "run", "training.on_nonfinite=skip", "training.max_steps=3")
+def test_nan_loss_skipped_when_configured(nan_bert, corpus, tmp_path):
+    recipe = tiny_recipe(nan_bert, corpus, tmp_path / "run", "training.on_nonfinite=skip", "training.max_steps=3")
     pairs = load_training_pairs(recipe.data).pairs
     state = train(
         recipe,
