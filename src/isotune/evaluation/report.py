@@ -65,7 +65,10 @@ def sts_detail_table(results: dict[str, dict]) -> str:
     for task, result in results.items():
         if task not in STS_TASKS:
             continue
-        for subset, spearman in result["spearman"].items():
+        # A task of one subset shows only its `all` row, which equals the subset and `wmean`.
+        shown = ["all"] if len(result["pairs"]) == 1 else list(result["spearman"])
+        for subset in shown:
+            spearman = result["spearman"][subset]
             pairs = result["pairs"].get(subset, sum(result["pairs"].values()))
             skipped = result["skipped"].get(subset, sum(result["skipped"].values()))
             pearson = result["pearson"][subset]
