@@ -37,7 +37,11 @@ def test_training_lowers_loss_and_saves_run(tiny_bert, corpus, tmp_path):
     assert saved["saved_step"] == 12
     info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
     assert info["precision"] == "no"
-    assert "| before |" in (run_dir / "report.md").read_text(encoding="utf-8")
+    report = (run_dir / "report.md").read_text(encoding="utf-8")
+    assert "| before |" in report
+    for plot in ("alignment-uniformity.png", "cosine-before.png", "cosine-after.png"):
+        assert (run_dir / "plots" / plot).is_file(), plot
+        assert f"plots/{plot}" in report
 
 
 def test_saved_model_matches_trained_weights(tiny_bert, corpus, tmp_path):
@@ -77,6 +81,7 @@ def test_resume_continues_exactly(tiny_bert, corpus, tmp_path):
     (resumed / "checkpoints" / "step-0000004" / "notes-by-user.txt").write_text("ignored", encoding="utf-8")
     run_training(recipe, resume=True)
 
+    assert (resumed / "plots" / "cosine-before.png").is_file()
     expected, actual = _weights(straight), _weights(resumed)
     assert expected.keys() == actual.keys()
     for key in expected:

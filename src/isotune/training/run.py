@@ -26,6 +26,7 @@ from isotune.evaluation.suite import markdown_table, resolve_tasks, run_evaluati
 from isotune.fileio import write_json_atomic, write_text_atomic
 from isotune.recipe import DataConfig, Recipe, load_recipe
 from isotune.training.loop import make_accelerator, train
+from isotune.training.plots import CosineSamples, cosine_samples, load_geometry_data, write_run_plots
 from isotune.training.precision import check_precision
 
 logger = logging.getLogger(__name__)
@@ -242,6 +243,10 @@ def run_training(
     data_root = Path(recipe.evaluation.data_root)
     metrics_path = run_dir / "metrics.json"
     metrics: dict[str, Any] = {}
+    plot_data = (
+        load_geometry_data(data_root, sentences) if "geometry" in resolve_tasks(recipe.evaluation.tasks) else None
+    )
+    cosines: dict[str, CosineSamples] = {}
     if is_main:
         metrics = _read_json(metrics_path) if resume and metrics_path.is_file() else {}
         if "before" not in metrics:
@@ -249,6 +254,8 @@ def run_training(
             embed = make_embedder(model, recipe.evaluation.batch_size)
             metrics["before"] = run_evaluation(embed, recipe.evaluation.tasks, data_root, sentences=sentences)
             write_json_atomic(metrics_path, metrics)
+            if plot_data is not None:
+                cosines["before"] = cosine_samples(embed, plot_data)
 
     def score_dev(current: Any) -> float:
         embed = make_embedder(current, recipe.evaluation.batch_size)
@@ -281,12 +288,13 @@ def run_training(
     def evaluate_and_write() -> dict[str, Any]:
         trained = SentenceTransformer(str(run_dir / "model"), device=str(device))
         logger.info("Evaluating the trained model (step %s)", state.best_step)
-        metrics["after"] = run_evaluation(
-            make_embedder(trained, recipe.evaluation.batch_size),
-            recipe.evaluation.tasks,
-            data_root,
-            sentences=sentences,
-        )
+        trained_embed = make_embedder(trained, recipe.evaluation.batch_size)
+        metrics["after"] = run_evaluation(trained_embed, recipe.evaluation.tasks, data_root, sentences=sentences)
+        if plot_data is not None:
+            if "before" not in cosines:  # a resumed run: the base model is no longer in memory
+                base = build_encoder(recipe.model, device=str(device))
+                cosines["before"] = cosine_samples(make_embedder(base, recipe.evaluation.batch_size), plot_data)
+            cosines["after"] = cosine_samples(trained_embed, plot_data)
         metrics["saved_step"] = state.best_step
         metrics["history"] = state.history
         metrics["skipped_batches"] = state.skipped_batches
@@ -294,7 +302,8 @@ def run_training(
         run_info["seconds"] = round(time.time() - started, 1)
         run_info["saved_step"] = state.best_step
         write_json_atomic(run_dir / "run.json", run_info)
-        write_text_atomic(run_dir / "report.md", render_report(recipe, metrics, run_info))
+        plots = write_run_plots(run_dir / "plots", metrics, cosines)
+        write_text_atomic(run_dir / "report.md", render_report(recipe, metrics, run_info, plots))
         return metrics
 
     # The other processes wait here until the main process has written the report (or failed).
@@ -309,7 +318,9 @@ def _available_dev(recipe: Recipe) -> list[str]:
     return []
 
 
-def render_report(recipe: Recipe, metrics: dict[str, Any], run_info: dict[str, Any]) -> str:
+def render_report(
+    recipe: Recipe, metrics: dict[str, Any], run_info: dict[str, Any], plots: list[Path] | None = None
+) -> str:
     """Return the Markdown report of a run: before/after table, data, settings and environment."""
     table = markdown_table({"before": summary_row(metrics["before"]), "after": summary_row(metrics["after"])})
     objective = recipe.objective
@@ -339,6 +350,8 @@ def render_report(recipe: Recipe, metrics: dict[str, Any], run_info: dict[str, A
         f"Command: `{run_info['command']}`",
         "",
     ]
+    if plots:
+        lines += ["## Plots", ""] + [f"![{path.stem}](plots/{path.name})" for path in plots] + [""]
     return "\n".join(lines)
 
 
