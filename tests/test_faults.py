@@ -106,7 +106,7 @@ def test_interrupted_checkpoint_write_is_ignored(tiny_bert, corpus, tmp_path):
 
 
 def test_resume_without_run_is_rejected(tiny_bert, corpus, tmp_path):
-    with pytest.raises(ConfigError, match="holds no run"):
+    with pytest.raises(ConfigError, match="contains no run"):
         run_training(tiny_recipe(tiny_bert, corpus, tmp_path / "empty"), resume=True)
 
 

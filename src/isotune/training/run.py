@@ -116,8 +116,8 @@ def prepare_run_dir(recipe: Recipe, run_dir: Path, resume: bool, allow_other_rec
     """Check that `run_dir` can take this run, before any expensive work.
 
     Raises:
-        ConfigError: when the folder holds another run (and `resume` is off), when `resume` is on but the
-            folder holds no run of this recipe (unless `allow_other_recipe`), or when the folder is not writable.
+        ConfigError: when the folder contains another run (and `resume` is off), when `resume` is on but the
+            folder contains no run of this recipe (unless `allow_other_recipe`), or when the folder is not writable.
     """
     recipe_file = run_dir / RECIPE_FILE
     if run_dir.exists() and not run_dir.is_dir():
@@ -125,7 +125,7 @@ def prepare_run_dir(recipe: Recipe, run_dir: Path, resume: bool, allow_other_rec
     if resume:
         if not recipe_file.is_file():
             raise ConfigError(
-                f"--resume: {run_dir} holds no run ({RECIPE_FILE} is missing); drop --resume to start one."
+                f"--resume: {run_dir} contains no run ({RECIPE_FILE} is missing); drop --resume to start one."
             )
         stored = load_recipe(recipe_file)
         if recipe_fingerprint(stored) != recipe_fingerprint(recipe) and not allow_other_recipe:
