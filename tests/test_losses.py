@@ -69,9 +69,7 @@ def test_alignment_of_identical_vectors_has_finite_gradient():
 @pytest.mark.parametrize("alpha", [1.0, 2.0, 3.0])
 def test_alignment_matches_reference_loop(alpha):
     x, y = _random_unit(6, seed=1), _random_unit(6, seed=2)
-    assert alignment_loss(x, y, alpha=alpha).item() == pytest.approx(
-        _reference_alignment(x, y, alpha), rel=1e-5
-    )
+    assert alignment_loss(x, y, alpha=alpha).item() == pytest.approx(_reference_alignment(x, y, alpha), rel=1e-5)
 
 
 @pytest.mark.parametrize("t", [0.5, 2.0, 5.0])
@@ -104,6 +102,17 @@ def test_losses_compute_in_float32(dtype):
     # Inputs rounded to low precision; the loss itself must not add further error.
     reference = uniformity_loss(low_x.float()).item()
     assert uniformity_loss(low_x).item() == pytest.approx(reference, abs=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_info_nce_low_precision_matches_fp32(dtype):
+    # At temperature 0.02 the logits reach 50, whose exponential overflows fp16 (max 65504).
+    x = _random_unit(32, seed=19)
+    y = F.normalize(x + 0.05 * _random_unit(32, seed=20), dim=1)
+    low = info_nce_loss(x.to(dtype), y.to(dtype), temperature=0.02)
+    reference = info_nce_loss(x.to(dtype).float(), y.to(dtype).float(), temperature=0.02)
+    assert torch.isfinite(low)
+    assert low.item() == pytest.approx(reference.item(), rel=1e-5)
 
 
 def test_info_nce_under_autocast_stays_finite():
