@@ -164,3 +164,49 @@ def test_accelerate_launch_two_processes_resumes(tiny_bert, corpus, tmp_path):
     resumed = load_file(str(run_dir / "model" / "model.safetensors"))
     for key in straight:
         assert torch.equal(straight[key], resumed[key]), key
+
+
+LAUNCH_CONFIGS = {
+    "single_gpu": ("NO", 1),
+    "multi_gpu": ("MULTI_GPU", 1),
+    "multi_node": ("MULTI_GPU", 2),
+    "fsdp": ("FSDP", 1),
+    "deepspeed": ("DEEPSPEED", 1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LAUNCH_CONFIGS))
+def test_launch_config_loads_in_accelerate(name):
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    path = Path(__file__).resolve().parents[1] / "recipes" / "launch" / f"{name}.yaml"
+    config = ClusterConfig.from_yaml_file(str(path))  # raises on keys this Accelerate version does not know
+    distributed_type, machines = LAUNCH_CONFIGS[name]
+    assert config.distributed_type.value == distributed_type
+    assert config.num_machines == machines
+    assert config.num_processes >= machines
+    assert config.compute_environment.value == "LOCAL_MACHINE"
+    if machines > 1:
+        assert config.main_process_ip and config.main_process_port
+    if name == "fsdp":
+        assert config.fsdp_config["fsdp_state_dict_type"] == "FULL_STATE_DICT"
+        assert config.fsdp_config["fsdp_transformer_layer_cls_to_wrap"] == "BertLayer"
+    if name == "deepspeed":
+        assert config.deepspeed_config["zero_stage"] in (1, 2)
+
+
+def test_resume_with_other_process_count_is_rejected(tiny_bert, corpus, tmp_path):
+    from isotune.errors import ConfigError
+    from isotune.training.run import run_training
+
+    run_dir = tmp_path / "run"
+    settings = ("training.max_steps=2", "training.checkpoint_every=1", "training.eval_every=0")
+    recipe = tiny_recipe(tiny_bert, corpus, run_dir, *settings, "evaluation.tasks=[stsb-dev]")
+    run_training(recipe)
+    state_file = run_dir / "checkpoints" / "step-0000002" / "trainer_state.json"
+    state = json.loads(state_file.read_text(encoding="utf-8"))
+    assert state["num_processes"] == 1
+    state["num_processes"] = 2
+    state_file.write_text(json.dumps(state), encoding="utf-8")
+    with pytest.raises(ConfigError, match="written by 2 processes, but this launch has 1"):
+        run_training(recipe, resume=True)

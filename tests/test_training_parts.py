@@ -68,3 +68,18 @@ def test_auto_source_treats_hub_id_as_dataset():
 def test_auto_source_reports_missing_path(tmp_path):
     with pytest.raises(DataError, match="not found"):
         resolve_source(DataConfig(path=str(tmp_path / "missing")))
+
+
+def test_fingerprint_ignores_new_keys_at_defaults():
+    from isotune.recipe import Recipe
+    from isotune.training.run import recipe_fingerprint
+
+    default = recipe_fingerprint(Recipe())
+    settings = Recipe().to_dict()
+    assert "cached" in settings["training"]
+    cached = Recipe()
+    cached.training.cached = True
+    local_only = Recipe()
+    local_only.training.gather_across_processes = False
+    assert recipe_fingerprint(cached) != default
+    assert recipe_fingerprint(local_only) != default

@@ -99,8 +99,8 @@ class TrainingConfig:
     cached: bool = _help(
         "Gradient caching: embed the batch without autograd, compute the loss and its gradient with respect to "
         "the embeddings, then re-run each chunk of forward_chunk_size texts with autograd. Same loss and "
-        "gradients, but activation memory grows with forward_chunk_size instead of batch_size, for about 1.3 to "
-        "1.5 times the compute. Not supported under DeepSpeed.",
+        "gradients, but activation memory grows with forward_chunk_size instead of batch_size, at the cost of a "
+        "second forward pass per chunk. Not supported under DeepSpeed.",
         False,
     )
     gather_across_processes: bool = _help(

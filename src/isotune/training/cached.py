@@ -1,7 +1,8 @@
 """Gradient caching: the loss of a whole large batch with the activation memory of one forward chunk.
 
-The idea is that of GradCache (Gao et al., "Scaling Deep Contrastive Learning Batch Size under Memory
-Limited Setup", RepL4NLP 2021). The loss depends on the model only through the batch's embeddings, so:
+The idea is that of GradCache (Luyu Gao, Yunyi Zhang, Jiawei Han and Jamie Callan, "Scaling Deep Contrastive
+Learning Batch Size under Memory Limited Setup", RepL4NLP 2021, arXiv:2101.06983). The loss depends on the
+model only through the batch's embeddings, so:
 
 1. embed every chunk without autograd and keep only the embeddings, `[batch, dim]`;
 2. compute the loss on all embeddings at once and its gradient with respect to them;
@@ -9,8 +10,8 @@ Limited Setup", RepL4NLP 2021). The loss depends on the model only through the b
    embedding gradient into the model.
 
 The parameter gradients equal those of one forward and backward pass over the batch, because step 3 is the
-chain rule applied chunk by chunk. Dropout masks match too: each chunk's random number generator state is
-recorded before its first pass and restored before the second, and the state after the first pass is
+chain rule applied chunk by chunk. Dropout masks match too, because each chunk's random number generator
+state is recorded before its first pass and restored before the second. The state after the first pass is
 restored at the end, so later random draws are those of the uncached computation.
 """
 
@@ -55,8 +56,8 @@ class CachedEmbeddings:
     def __init__(self, accelerator: Accelerator, model: torch.nn.Module, texts: list[str], chunk_size: int) -> None:
         self.texts = texts
         self.chunks = length_chunks(texts, chunk_size)
-        # NOTE: only the CPU and CUDA generators are replayed; on other accelerators (MPS, XPU) dropout masks
-        # of the second pass differ from the first, so gradients are those of slightly different masks.
+        # NOTE: only the CPU and CUDA generators are replayed. On other accelerators (MPS, XPU) the second pass
+        # draws other dropout masks than the first, so the gradients are those of slightly different masks.
         self.chunk_states: list[RngState] = []
         pieces = []
         with torch.no_grad():

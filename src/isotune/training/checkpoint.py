@@ -56,7 +56,7 @@ def save_checkpoint(accelerator: Accelerator, root: Path, state: TrainerState, k
     """
     path = root / f"step-{state.step:07d}"
     # NOTE: an exception on one process while writing leaves the others waiting at the barrier below until
-    # the process group times out; the staging folder is removed either way.
+    # the process group times out. The staging folder is removed either way.
     with atomic_directory(path) if accelerator.is_main_process else contextlib.nullcontext() as staging:
         staging_name = [str(staging) if staging is not None else None]
         if accelerator.num_processes > 1:

@@ -38,8 +38,7 @@ def embed_by_length(
 ) -> torch.Tensor:
     """Embed `texts` in forward passes over chunks of similar length; return `[len(texts), dim]` in input order.
 
-    Attention and pooling are masked, so the embeddings are those of one forward pass over the whole batch;
-    the loss still sees every embedding of the batch at once.
+    Attention and pooling are masked, so the embeddings are those of one forward pass over the whole batch.
     """
     chunks = length_chunks(texts, chunk_size)
     pieces = [embed_chunk(accelerator, model, [texts[i] for i in rows]) for rows in chunks]

@@ -36,7 +36,7 @@ def make_accelerator(recipe: Recipe) -> Accelerator:
     """Create the Accelerator; the launch configuration (processes, DDP, FSDP, DeepSpeed) comes from the
     environment that `accelerate launch` sets, and the recipe's precision overrides the launch config's."""
     # Hugging Face encoders carry parameters that sentence embeddings never use (BERT's pooler, for one);
-    # DDP raises at the second step unless it is told to look for them.
+    # DDP raises at the second step unless find_unused_parameters is set.
     ddp_kwargs = DistributedDataParallelKwargs(find_unused_parameters=True)
     accelerator = Accelerator(
         mixed_precision=recipe.training.precision,
@@ -92,6 +92,9 @@ def train(
             config.gradient_accumulation_steps,
         )
     batcher = PairBatcher(len(pairs), config.batch_size * accelerator.num_processes, config.seed)
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        # DeepSpeed reads its micro batch size from a prepared DataLoader, and this loop prepares none.
+        accelerator.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = config.batch_size
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = get_scheduler(
         config.scheduler,
@@ -175,7 +178,7 @@ def _check_launch(recipe: Recipe, accelerator: Accelerator, num_pairs: int) -> N
 
 
 def _parameters_sharded(accelerator: Accelerator) -> bool:
-    """Return True when no single process holds the full weights (FSDP, DeepSpeed ZeRO stage 3)."""
+    """Return True when no single process has the full weights (FSDP, DeepSpeed ZeRO stage 3)."""
     if accelerator.distributed_type == DistributedType.FSDP:
         return True
     plugin = accelerator.state.deepspeed_plugin
@@ -276,8 +279,8 @@ def _micro_batch(
     parts = compute_global_objective(recipe.objective, x, y, objective_texts, gather=gather)
     loss = parts["loss"]
     if not all_processes_agree(accelerator, bool(torch.isfinite(loss))):
-        # NOTE: under DDP, a forward pass with no backward after it may make DDP raise at the next step
-        # ("Expected to have finished reduction"); skipping has only been tested with one process.
+        # NOTE: skipping has only been tested with one process. Under DDP, a forward pass with no backward
+        # after it may make DDP raise at the next step ("Expected to have finished reduction").
         _handle_nonfinite(config.on_nonfinite, loss, state, micro_batch, rows)
         return None
     # Every process computes the same gathered loss but back-propagates only into its own embeddings, and

@@ -61,7 +61,7 @@ def compute_global_objective(
     """Compute the objective on the pairs of all processes (`gather`) or on this process's pairs only.
 
     With `gather`, the embeddings of every process are concatenated in rank order (see `gather_with_grad`)
-    and the objective sees the global batch of `world_size * batch` pairs, so uniformity and InfoNCE use
+    and the objective is computed over the global batch of `world_size * batch` pairs, so uniformity and InfoNCE use
     every process's embeddings as negatives. Back-propagate `loss * world_size()` so that the gradients
     averaged by DDP equal those of one process on the global batch.
 
