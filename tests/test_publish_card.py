@@ -65,7 +65,7 @@ def build_run_folder(root: Path, tiny_bert: Path) -> Path:
         ],
     )
     run_training(recipe, command=f"isotune train recipe.yaml --output-dir {run_dir}")
-    (run_dir / "plots").mkdir()
+    (run_dir / "plots").mkdir(exist_ok=True)
     (run_dir / "plots" / "alignment_uniformity.png").write_bytes(PNG_BYTES)
     return run_dir
 
