@@ -63,11 +63,12 @@ def run(args: argparse.Namespace) -> int:
     command = shlex.join(["isotune", *sys.argv[1:]]) if Path(sys.argv[0]).name == "isotune" else ""
     if args.allow_recipe_change and not args.resume:
         raise ConfigError("--allow-recipe-change only applies with --resume.")
-    run_training(
+    metrics = run_training(
         recipe,
         resume=args.resume,
         allow_other_recipe=args.allow_recipe_change,
         command=command or f"isotune train {args.recipe}",
     )
-    print((Path(recipe.output_dir) / "report.md").read_text(encoding="utf-8"))
+    if metrics:  # empty on all processes but the main one, which wrote the report
+        print((Path(recipe.output_dir) / "report.md").read_text(encoding="utf-8"))
     return 0
