@@ -117,6 +117,8 @@ def train(
             scheduler.load_state_dict(state.scheduler)
             if accelerator.is_main_process:
                 logger.info("Resumed from %s at step %d.", checkpoints[-1], state.step)
+        elif accelerator.is_main_process:
+            logger.warning("--resume: no checkpoint in %s, so training starts again from step 0.", checkpoint_root)
 
     model.train()
     progress = tqdm(
