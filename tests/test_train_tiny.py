@@ -197,3 +197,11 @@ def test_folder_of_run_that_never_trained_is_reused(tiny_bert, corpus, tmp_path)
     (run_dir / "metrics.json").write_text("{}", encoding="utf-8")
     metrics = run_training(tiny_recipe(tiny_bert, corpus, run_dir, "training.max_steps=2"))
     assert len(metrics["history"]) == 2
+
+
+def test_resume_past_max_steps_is_rejected(tiny_bert, corpus, tmp_path):
+    run_dir = tmp_path / "run"
+    run_training(tiny_recipe(tiny_bert, corpus, run_dir, "training.max_steps=4", "training.eval_every=0"))
+    shorter = tiny_recipe(tiny_bert, corpus, run_dir, "training.max_steps=2", "training.eval_every=0")
+    with pytest.raises(ConfigError, match="past training.max_steps=2"):
+        run_training(shorter, resume=True, allow_other_recipe=True)

@@ -114,6 +114,12 @@ def train(
         checkpoints = list_checkpoints(checkpoint_root)
         if checkpoints:
             state = load_checkpoint(accelerator, checkpoints[-1], fingerprint, allow_other_recipe=allow_other_recipe)
+            if state.step > config.max_steps:
+                raise ConfigError(
+                    f"Checkpoint {checkpoints[-1]} is at step {state.step}, "
+                    f"past training.max_steps={config.max_steps}; "
+                    f"set training.max_steps to at least {state.step} to continue it."
+                )
             scheduler.load_state_dict(state.scheduler)
             if accelerator.is_main_process:
                 logger.info("Resumed from %s at step %d.", checkpoints[-1], state.step)
