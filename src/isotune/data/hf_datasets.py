@@ -13,7 +13,7 @@ from datasets.exceptions import DatasetNotFoundError, DatasetsError
 
 from isotune.data.pair_set import PairSet
 from isotune.data.stats import PairStats
-from isotune.data.text import check_word_bounds, describe_word_bounds, keep_text
+from isotune.data.text import check_word_bounds, describe_word_bounds, keep_pairs, keep_text
 from isotune.errors import ConfigError, DataError
 from isotune.hub import hub_unreachable_reason
 
@@ -235,18 +235,8 @@ def _row_pairs(
     stats: PairStats,
 ) -> list[tuple[str, str]]:
     """Take each row's two texts as a pair, dropping rows with an empty or out-of-bounds text."""
-    pairs = []
-    for row in _counted(rows, stats):
-        anchor = _row_text(row, columns[0])
-        positive = _row_text(row, columns[1])
-        if not anchor or not positive:
-            stats.empty_fields += 1
-            continue
-        anchor_kept = keep_text(anchor, min_words, max_words, stats)
-        positive_kept = keep_text(positive, min_words, max_words, stats)
-        if anchor_kept and positive_kept:
-            pairs.append((anchor, positive))
-    return pairs
+    texts = ((_row_text(row, columns[0]), _row_text(row, columns[1])) for row in _counted(rows, stats))
+    return keep_pairs(texts, min_words, max_words, stats)
 
 
 def _texts(rows: Iterable[dict[str, Any]], column: str, stats: PairStats) -> Iterator[str]:

@@ -15,7 +15,7 @@ from isotune.data.text import (
     check_decoding,
     check_word_bounds,
     describe_word_bounds,
-    keep_text,
+    keep_pairs,
     read_text_lines,
 )
 from isotune.errors import ConfigError, DataError
@@ -83,7 +83,7 @@ def pairs_from_file(
         used_columns, rows = _read_jsonl(lines, path, columns, stats)
     else:
         used_columns, rows = _read_delimited(lines, path, columns, suffix, stats)
-    pairs = _keep_pairs(rows, min_words, max_words, stats)
+    pairs = keep_pairs(rows, min_words, max_words, stats)
     stats.pairs = len(pairs)
     if not pairs:
         raise DataError(
@@ -106,22 +106,6 @@ def _check_columns(columns: Sequence[str] | None) -> tuple[str, str] | None:
     if isinstance(columns, str) or len(columns) != 2 or not all(isinstance(name, str) for name in columns):
         raise ConfigError(f"Invalid columns {columns!r}: give two column names, the anchor and the positive.")
     return (columns[0], columns[1])
-
-
-def _keep_pairs(rows: list[RawPair], min_words: int, max_words: int | None, stats: PairStats) -> list[tuple[str, str]]:
-    """Drop rows with an empty text or a text outside the word bounds, counting each reason."""
-    pairs = []
-    for anchor, positive in rows:
-        anchor = (anchor or "").strip()
-        positive = (positive or "").strip()
-        if not anchor or not positive:
-            stats.empty_fields += 1
-            continue
-        anchor_kept = keep_text(anchor, min_words, max_words, stats)
-        positive_kept = keep_text(positive, min_words, max_words, stats)
-        if anchor_kept and positive_kept:
-            pairs.append((anchor, positive))
-    return pairs
 
 
 def _read_delimited(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+from collections.abc import Iterable
 from os import PathLike
 from pathlib import Path
 
@@ -139,3 +140,21 @@ def keep_text(text: str, min_words: int, max_words: int | None, stats: PairStats
 def describe_word_bounds(min_words: int, max_words: int | None) -> str:
     """Format the word-count settings for messages, e.g. "min_words=3, max_words=64"."""
     return f"min_words={min_words}, max_words={max_words}"
+
+
+def keep_pairs(
+    rows: Iterable[tuple[str | None, str | None]], min_words: int, max_words: int | None, stats: PairStats
+) -> list[tuple[str, str]]:
+    """Drop rows with an empty text or a text outside the word bounds, counting each reason."""
+    pairs = []
+    for anchor, positive in rows:
+        anchor = (anchor or "").strip()
+        positive = (positive or "").strip()
+        if not anchor or not positive:
+            stats.empty_fields += 1
+            continue
+        anchor_kept = keep_text(anchor, min_words, max_words, stats)
+        positive_kept = keep_text(positive, min_words, max_words, stats)
+        if anchor_kept and positive_kept:
+            pairs.append((anchor, positive))
+    return pairs
