@@ -72,7 +72,7 @@ def test_auto_source_reports_missing_path(tmp_path):
 
 def test_fingerprint_ignores_new_keys_at_defaults():
     from isotune.recipe import Recipe
-    from isotune.training.run import recipe_fingerprint
+    from isotune.training.run_folder import recipe_fingerprint
 
     default = recipe_fingerprint(Recipe())
     settings = Recipe().to_dict()

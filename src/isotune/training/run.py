@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
-import platform
 import random
-import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import torch
 from sentence_transformers import SentenceTransformer
 
 import isotune
@@ -22,17 +16,22 @@ from isotune.data import PairSet, identical_pairs, pairs_from_books, pairs_from_
 from isotune.distributed import run_on_main
 from isotune.encoder import build_encoder, make_embedder
 from isotune.errors import ConfigError, DataError
-from isotune.evaluation.suite import markdown_table, resolve_tasks, run_evaluation, summary_row
+from isotune.evaluation.suite import resolve_tasks, run_evaluation
 from isotune.fileio import write_json_atomic, write_text_atomic
-from isotune.recipe import DataConfig, Recipe, load_recipe
+from isotune.recipe import DataConfig, Recipe
 from isotune.training.loop import make_accelerator, train
 from isotune.training.plots import CosineSamples, cosine_samples, load_geometry_data, write_run_plots
 from isotune.training.precision import check_precision
+from isotune.training.report import describe_device, render_report, software_versions
+from isotune.training.run_folder import (
+    RECIPE_FILE,
+    check_free_space,
+    prepare_run_dir,
+    recipe_fingerprint,
+    resolved_paths,
+)
 
 logger = logging.getLogger(__name__)
-
-RECIPE_FILE = "recipe.yaml"
-
 
 PAIR_FILE_SUFFIXES = {".tsv", ".csv", ".jsonl"}
 
@@ -83,103 +82,6 @@ def load_training_pairs(config: DataConfig) -> PairSet:
         max_rows=config.max_rows,
         **lengths,
     )
-
-
-def resolved_paths(recipe: Recipe) -> dict[str, str]:
-    """Return the absolute form of every local path the recipe names, for the log and run.json."""
-    paths = {"output_dir": str(Path(recipe.output_dir).resolve())}
-    for key, value in (("data.path", recipe.data.path), ("evaluation.data_root", recipe.evaluation.data_root)):
-        if Path(value).expanduser().exists():
-            paths[key] = str(Path(value).expanduser().resolve())
-    if Path(recipe.model.name).expanduser().exists():
-        paths["model.name"] = str(Path(recipe.model.name).expanduser().resolve())
-    return paths
-
-
-# Keys added after the first release, left out of the fingerprint at their default value, so that checkpoints
-# written before they existed can still be resumed.
-_KEYS_ADDED_LATER = {("training", "cached"): False, ("training", "gather_across_processes"): True}
-
-
-def recipe_fingerprint(recipe: Recipe) -> str:
-    """Hash of every setting that shapes the trained weights (all but the output folder and evaluation)."""
-    settings = recipe.to_dict()
-    settings.pop("output_dir")
-    settings.pop("evaluation")
-    for (section, key), default in _KEYS_ADDED_LATER.items():
-        if settings[section][key] == default:
-            del settings[section][key]
-    return hashlib.sha256(repr(sorted(settings.items())).encode()).hexdigest()[:16]
-
-
-def prepare_run_dir(recipe: Recipe, run_dir: Path, resume: bool, allow_other_recipe: bool = False) -> None:
-    """Check that `run_dir` can take this run, before any expensive work.
-
-    Raises:
-        ConfigError: when the folder contains another run (and `resume` is off), when `resume` is on but the
-            folder contains no run of this recipe (unless `allow_other_recipe`), or when the folder is not writable.
-    """
-    recipe_file = run_dir / RECIPE_FILE
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"Output folder {run_dir} is a file; choose another --output-dir.")
-    if resume:
-        if not recipe_file.is_file():
-            raise ConfigError(
-                f"--resume: {run_dir} contains no run ({RECIPE_FILE} is missing); drop --resume to start one."
-            )
-        stored = load_recipe(recipe_file)
-        if recipe_fingerprint(stored) != recipe_fingerprint(recipe) and not allow_other_recipe:
-            changed = _changed_keys(stored, recipe)
-            raise ConfigError(
-                f"--resume: the run in {run_dir} was trained with a different recipe (changed: {', '.join(changed)}). "
-                f"Resume with its own recipe ({recipe_file}), start in a new --output-dir, or pass "
-                "--allow-recipe-change to continue from its weights anyway."
-            )
-    elif run_dir.exists() and run_dir.is_dir() and not _only_unstarted_run(run_dir) and any(run_dir.iterdir()):
-        raise ConfigError(
-            f"Output folder {run_dir} is not empty and may hold another run. Choose a new --output-dir, "
-            "pass --resume to continue the run in it, or delete it."
-        )
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_bytes(b"0")
-        probe.unlink()
-    except OSError as error:
-        raise ConfigError(f"Output folder {run_dir} is not writable ({error}); choose another --output-dir.") from error
-
-
-# Files that a run writes before its first training step: a folder with only these belongs to a run that
-# stopped before training (for example on bad data), and may be reused by the next attempt.
-_UNSTARTED_RUN_FILES = {RECIPE_FILE, "metrics.json"}
-
-
-def _only_unstarted_run(run_dir: Path) -> bool:
-    names = {path.name for path in run_dir.iterdir()}
-    return bool(names) and names <= _UNSTARTED_RUN_FILES
-
-
-def _changed_keys(old: Recipe, new: Recipe) -> list[str]:
-    old_dict, new_dict = old.to_dict(), new.to_dict()
-    changed = []
-    for section in ("model", "data", "objective", "training"):
-        for key, value in new_dict[section].items():
-            if old_dict[section].get(key) != value:
-                changed.append(f"{section}.{key}")
-    return changed
-
-
-def check_free_space(run_dir: Path, model: torch.nn.Module, keep_checkpoints: int) -> None:
-    """Fail early when the disk cannot hold the model and its checkpoints (weights plus 2 AdamW moments)."""
-    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    needed = weight_bytes * (1 + 3 * (keep_checkpoints + 1)) + (64 << 20)
-    free = shutil.disk_usage(run_dir).free
-    if free < needed:
-        raise ConfigError(
-            f"Only {free / 2**20:.0f} MiB free under {run_dir}, but the model and {keep_checkpoints} checkpoints "
-            f"need about {needed / 2**20:.0f} MiB. Free space, lower training.keep_checkpoints, or choose another "
-            "--output-dir."
-        )
 
 
 def count_truncated(model: Any, texts: list[str], max_length: int) -> int:
@@ -266,11 +168,11 @@ def run_training(
         "isotune_version": isotune.__version__,
         "command": command,
         "precision": recipe.training.precision,
-        "device": _describe_device(device),
+        "device": describe_device(device),
         "processes": accelerator.num_processes,
         "trust_remote_code": recipe.model.trust_remote_code,
         "paths": resolved_paths(recipe),
-        "software": _software_versions(),
+        "software": software_versions(),
         "data": {"source": pair_set.source, **pair_set.stats.to_dict(), "truncated_sentences": truncated},
     }
     state = train(
@@ -316,72 +218,6 @@ def _available_dev(recipe: Recipe) -> list[str]:
         return ["stsb-dev"]
     logger.warning("No STS-B dev set at %s: the last step is saved, without periodic evaluation.", stsb_dev)
     return []
-
-
-def render_report(
-    recipe: Recipe, metrics: dict[str, Any], run_info: dict[str, Any], plots: list[Path] | None = None
-) -> str:
-    """Return the Markdown report of a run: before/after table, data, settings and environment."""
-    table = markdown_table({"before": summary_row(metrics["before"]), "after": summary_row(metrics["after"])})
-    objective = recipe.objective
-    if objective.name == "align_uniform":
-        recipe_line = f"alignment + uniformity (alpha {objective.alpha:g}, t {objective.t:g}, lambda {objective.lam:g})"
-    else:
-        recipe_line = f"InfoNCE (temperature {objective.temperature:g})"
-    data = run_info["data"]
-    lines = [
-        f"# isotune run: {recipe.model.name}",
-        "",
-        f"Objective: {recipe_line}; {_count(recipe.training.max_steps, 'step')} of "
-        f"{recipe.training.batch_size} pairs, learning rate {recipe.training.learning_rate:g}, "
-        f"precision {PRECISION_NAMES[run_info['precision']]}.",
-        f"Saved model: step {run_info['saved_step']} (of {recipe.training.max_steps}).",
-        "",
-        "STS: Spearman x100 of cosine similarity, pooled over subsets. Geometry on L2-normalised embeddings: "
-        "alignment on STS-B dev pairs with gold >= 4, uniformity (t = 2) and average cosine on sentences "
-        "sampled from the training data.",
-        "",
-        table,
-        "",
-        f"Data: {data['source']}, {data['pairs']:,} pairs, {data['truncated_sentences']:,} sentences truncated "
-        f"at {recipe.model.max_seq_length} tokens.",
-        f"Device: {run_info['device']}; {run_info['seconds']:.0f} s in all.",
-        "",
-        f"Command: `{run_info['command']}`",
-        "",
-    ]
-    if plots:
-        lines += ["## Plots", ""] + [f"![{path.stem}](plots/{path.name})" for path in plots] + [""]
-    return "\n".join(lines)
-
-
-PRECISION_NAMES = {"no": "fp32", "bf16": "bf16 mixed precision", "fp16": "fp16 mixed precision"}
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number:,} {noun}" if number == 1 else f"{number:,} {noun}s"
-
-
-def _describe_device(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return (
-        f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
-    )
-
-
-def _software_versions() -> dict[str, str]:
-    import accelerate
-    import sentence_transformers
-    import transformers
-
-    return {
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "sentence-transformers": sentence_transformers.__version__,
-        "accelerate": accelerate.__version__,
-    }
 
 
 def _read_json(path: Path) -> dict[str, Any]:
