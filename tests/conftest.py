@@ -75,7 +75,7 @@ def corpus(tmp_path_factory) -> Path:
 
 
 def tiny_recipe(tiny_bert: Path, corpus: Path, output_dir: Path, *extra: str):
-    """Return a recipe that trains the tiny BERT on the tiny corpus; `extra` holds more `--set` overrides."""
+    """Return a recipe that trains the tiny BERT on the tiny corpus; `extra` contains more `--set` overrides."""
     from isotune.recipe import load_recipe
 
     return load_recipe(

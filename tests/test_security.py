@@ -18,7 +18,7 @@ FAKE_TOKEN = "hf_isotuneFakeTokenThatMustNeverBeWritten0123"
 
 
 class _TouchOnUnpickle:
-    """An object whose unpickling creates a file: stands in for code planted in a checkpoint."""
+    """An object whose unpickling creates a file, in place of code planted in a checkpoint."""
 
     def __init__(self, marker: Path) -> None:
         self.marker = marker

@@ -112,7 +112,7 @@ def build_encoder(config: ModelConfig, device: str | None = "cpu") -> SentenceTr
     """Build Transformer -> Pooling(config.pooling) -> Normalize from the model that `config.name` resolves to.
 
     A sentence-transformers folder contributes only its transformer weights and tokenizer: the pooling
-    is always the one the recipe asks for, so training and the saved model agree.
+    is always the one the recipe requests, so training and the saved model agree.
     """
     path = resolve_model_path(config.name, config.revision)
     if not config.trust_remote_code and _needs_remote_code(path):

@@ -18,4 +18,4 @@ class TrainingError(RuntimeError):
 
 
 class PublishError(RuntimeError):
-    """A card, a file or a Hub repository that stops `isotune publish`; the message says what was committed."""
+    """A card, a file or a Hub repository that stops `isotune publish`; the message states what was committed."""

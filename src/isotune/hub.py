@@ -1,4 +1,4 @@
-"""Fast checks of Hugging Face Hub access, so offline users get an answer in seconds, not after retries."""
+"""Fast checks of Hugging Face Hub access, so offline users get an error in seconds, not after retries."""
 
 from __future__ import annotations
 

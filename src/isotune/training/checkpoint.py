@@ -35,7 +35,7 @@ _NAME = re.compile(r"^step-(\d{7})$")
 
 @dataclass
 class TrainerState:
-    """What the training loop needs besides the Accelerate state to continue exactly."""
+    """Loop state, beside the Accelerate state, that a resumed run needs to continue exactly."""
 
     step: int = 0
     best_score: float | None = None
@@ -85,7 +85,7 @@ def load_checkpoint(
 ) -> TrainerState:
     """Restore the Accelerate state from `path` and return the loop state saved with it.
 
-    Weights are read from safetensors; the optimizer and RNG states go through `torch.load` with
+    Weights are read from safetensors. The optimizer and RNG states go through `torch.load` with
     `weights_only=True` (Accelerate's default), so a tampered checkpoint cannot run code on load.
 
     Raises:
@@ -121,7 +121,7 @@ def load_checkpoint(
         accelerator.load_state(str(path))
     except pickle.UnpicklingError as error:
         raise ConfigError(
-            f"Checkpoint {path} holds objects that are not plain tensors and numbers, so it was not written by "
+            f"Checkpoint {path} contains objects that are not plain tensors and numbers, so it was not written by "
             f"isotune or was altered; it was not loaded ({error}). Delete it to resume from an earlier checkpoint."
         ) from error
     except FileNotFoundError as error:
