@@ -250,3 +250,22 @@ def test_undefined_subsets_listed():
     flat = _subset(embed, "flat", [0.3, 0.7], [2.0, 2.0])
     result = evaluate_sts(embed, StsTask("crafted", [good, flat]))
     assert result["undefined"] == ["flat"]
+
+
+@pytest.mark.skipif(not SHARED_STS.is_dir(), reason="shared STS data not found")
+def test_sick_train_trial_pools_both_files():
+    from isotune.evaluation.tasks import load_sts_task
+
+    task = load_sts_task("sick-train-trial", SHARED_STS.parent)
+    assert [len(subset) for subset in task.subsets] == [4500, 500]
+
+
+def test_sick_train_trial_without_the_train_file_is_missing_data(tmp_path):
+    from isotune.evaluation.missing import MissingDataError
+    from isotune.evaluation.tasks import load_sts_task
+
+    (tmp_path / "sts" / "SICK").mkdir(parents=True)
+    trial = FIXTURE_STS / "SICK" / "SICK_trial.txt"
+    (tmp_path / "sts" / "SICK" / "SICK_trial.txt").write_bytes(trial.read_bytes())
+    with pytest.raises(MissingDataError, match="SICK_train.txt"):
+        load_sts_task("sick-train-trial", tmp_path)

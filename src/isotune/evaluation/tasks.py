@@ -34,6 +34,15 @@ def _senteval(name: str) -> Callable[[Path], StsTask]:
     return lambda folder: load_senteval_sts(folder, name)
 
 
+def _sick_train_trial(folder: Path) -> StsTask:
+    """SICK train and trial as the two subsets of one task, so that "all" pools their 5,000 pairs."""
+    paths = [folder / name for name in ("SICK_train.txt", "SICK_trial.txt")]
+    missing = [str(path) for path in paths if not path.is_file()]
+    if missing:
+        raise MissingDataError(f"Data for evaluation task 'sick-train-trial' not found: {', '.join(missing)}.")
+    return StsTask("sick-train-trial", [load_sick(path).subsets[0] for path in paths])
+
+
 STS_TASKS: dict[str, StsTaskSpec] = {
     "stsb-dev": StsTaskSpec(
         "sts/stsbenchmark/sts-dev.csv", load_stsb, HubSource("sentence-transformers/stsb", "validation", STSB_HUB_SCALE)
@@ -52,6 +61,7 @@ STS_TASKS: dict[str, StsTaskSpec] = {
     },
     "sick-trial": StsTaskSpec("sts/SICK/SICK_trial.txt", load_sick),
     "sick-train": StsTaskSpec("sts/SICK/SICK_train.txt", load_sick),
+    "sick-train-trial": StsTaskSpec("sts/SICK", _sick_train_trial),
     # NOTE: mteb/sickr-sts is assumed to hold the SICK test pairs; if it holds all of SICK, its scores
     # differ from those of the local test file.
     "sick-test": StsTaskSpec("sts/SICK/SICK_test_annotated.txt", load_sick, HubSource("mteb/sickr-sts", "test")),
