@@ -70,14 +70,27 @@ class DataConfig:
 
 @dataclass
 class ObjectiveConfig:
-    name: Literal["align_uniform", "info_nce"] = _help(
-        "align_uniform: L_align + lambda * (L_uniform(x) + L_uniform(y)) / 2; info_nce: in-batch InfoNCE.",
+    name: Literal["align_uniform", "info_nce", "info_nce_uniform"] = _help(
+        "align_uniform: L_align + lambda * (L_uniform(x) + L_uniform(y)) / 2; info_nce: in-batch InfoNCE; "
+        "info_nce_uniform: L_InfoNCE + lambda * (L_uniform(x) + L_uniform(y)) / 2.",
         "align_uniform",
     )
     alpha: float = _help("Alignment exponent: mean ||f(x) - f(y)||^alpha over positive pairs.", 2.0)
     t: float = _help("Uniformity temperature: log mean exp(-t ||f(x) - f(y)||^2) over the batch.", 2.0)
     lam: float = _help("Weight lambda of the uniformity term (recipe key: lambda).", 1.0)
     temperature: float = _help("InfoNCE softmax temperature.", 0.05)
+    lambda_warmup_steps: int = _help(
+        "Optimizer steps over which lambda ramps linearly from 0 to its value (0: constant lambda).", 0
+    )
+
+
+# The objective keys that change the training of each objective (alpha and t are also used to monitor
+# alignment and uniformity when they do not enter the loss).
+OBJECTIVE_KEYS: dict[str, tuple[str, ...]] = {
+    "align_uniform": ("alpha", "t", "lambda", "lambda_warmup_steps"),
+    "info_nce": ("temperature",),
+    "info_nce_uniform": ("temperature", "t", "lambda", "lambda_warmup_steps"),
+}
 
 
 @dataclass
@@ -305,6 +318,10 @@ def validate(recipe: Recipe) -> None:
         (objective.t > 0, f"objective.t must be > 0, got {objective.t}"),
         (objective.lam >= 0, f"objective.lambda must be >= 0, got {objective.lam}"),
         (objective.temperature > 0, f"objective.temperature must be > 0, got {objective.temperature}"),
+        (
+            objective.lambda_warmup_steps >= 0,
+            f"objective.lambda_warmup_steps must be >= 0 (0: constant lambda), got {objective.lambda_warmup_steps}",
+        ),
         (
             training.batch_size >= 2,
             f"training.batch_size must be >= 2 because uniformity and InfoNCE compare the embeddings "

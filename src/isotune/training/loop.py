@@ -24,7 +24,7 @@ from isotune.training.batches import PairBatcher
 from isotune.training.cached import CachedEmbeddings
 from isotune.training.checkpoint import TrainerState, list_checkpoints, load_checkpoint, save_checkpoint
 from isotune.training.embedding import embed_by_length
-from isotune.training.objective import compute_global_objective
+from isotune.training.objective import compute_global_objective, objective_at_step
 
 logger = logging.getLogger(__name__)
 
@@ -221,7 +221,8 @@ def _optimizer_step(
     pairs: list[tuple[str, str]],
     state: TrainerState,
 ) -> dict[str, float]:
-    """Run the micro batches of one optimizer step; return their mean loss, alignment and uniformity.
+    """Run the micro batches of one optimizer step; return the mean of each part of the objective (loss,
+    alignment, uniformity and any other part the objective returns).
 
     Every process returns the same values: the objective of the global batch when embeddings are gathered,
     else the mean over processes of each process's objective.
@@ -247,8 +248,8 @@ def _optimizer_step(
                 continue
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-        for key in totals:
-            totals[key] += parts[key].item()
+        for key, value in parts.items():
+            totals[key] = totals.get(key, 0.0) + value.item()
         used += 1
     means = {key: value / max(used, 1) for key, value in totals.items()}
     if accelerator.num_processes > 1 and not _gathers(recipe, accelerator):
@@ -284,7 +285,10 @@ def _micro_batch(
     objective_rows = global_rows if gather else rows
     objective_texts = ([pairs[i][0] for i in objective_rows], [pairs[i][1] for i in objective_rows])
     x, y = embeddings[: len(rows)], embeddings[len(rows) :]  # [batch, dim] each, L2-normalised
-    parts = compute_global_objective(recipe.objective, x, y, objective_texts, gather=gather)
+    objective = objective_at_step(recipe.objective, state.step)
+    parts = compute_global_objective(objective, x, y, objective_texts, gather=gather)
+    if recipe.objective.lambda_warmup_steps:
+        parts["lambda"] = torch.tensor(objective.lam)  # logged while lambda ramps up
     loss = parts["loss"]
     if not all_processes_agree(accelerator, bool(torch.isfinite(loss))):
         # NOTE: skipping has only been tested with one process. Under DDP, a forward pass with no backward

@@ -1,6 +1,9 @@
-"""The training objective: alignment + uniformity, or InfoNCE, from the embeddings of a batch of pairs."""
+"""The training objective from the embeddings of a batch of pairs: alignment + uniformity, InfoNCE, or
+InfoNCE + uniformity, with an optional linear warmup of the uniformity weight lambda."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import torch
 
@@ -13,6 +16,10 @@ def compute_objective(
     config: ObjectiveConfig, x: torch.Tensor, y: torch.Tensor, texts: tuple[list[str], list[str]] | None = None
 ) -> dict[str, torch.Tensor]:
     """Return `loss` (to minimise) plus `alignment` and `uniformity` of the batch for monitoring.
+
+    `info_nce_uniform` also returns its contrastive term as `info_nce`. Its loss is
+    `L_InfoNCE + lambda * (L_uniform(x) + L_uniform(y)) / 2`: uniformity has a gradient there, and alignment
+    is only monitored.
 
     Args:
         config: the objective section of the recipe.
@@ -41,7 +48,27 @@ def compute_objective(
                 uniformity_loss(x, t=config.t, exclude=exclude_x) + uniformity_loss(y, t=config.t, exclude=exclude_y)
             ) / 2
         return {"loss": loss, "alignment": alignment, "uniformity": uniformity}
-    raise ValueError(f"Unknown objective {config.name!r}; use 'align_uniform' or 'info_nce'.")
+    if config.name == "info_nce_uniform":
+        contrastive = info_nce_loss(x, y, temperature=config.temperature, exclude=exclude_nce)
+        uniformity = (
+            uniformity_loss(x, t=config.t, exclude=exclude_x) + uniformity_loss(y, t=config.t, exclude=exclude_y)
+        ) / 2
+        with torch.no_grad():
+            alignment = alignment_loss(x, y, alpha=config.alpha)
+        loss = contrastive + config.lam * uniformity
+        return {"loss": loss, "alignment": alignment, "uniformity": uniformity, "info_nce": contrastive}
+    raise ValueError(f"Unknown objective {config.name!r}; use 'align_uniform', 'info_nce' or 'info_nce_uniform'.")
+
+
+def objective_at_step(config: ObjectiveConfig, step: int) -> ObjectiveConfig:
+    """Return `config` with lambda ramped linearly from 0 over `lambda_warmup_steps` optimizer steps.
+
+    `step` counts the optimizer steps already taken, so the first step uses lambda 0 and step
+    `lambda_warmup_steps` onwards uses the full value. With `lambda_warmup_steps` 0, `config` is returned as is.
+    """
+    if config.lambda_warmup_steps <= 0 or step >= config.lambda_warmup_steps:
+        return config
+    return dataclasses.replace(config, lam=config.lam * step / config.lambda_warmup_steps)
 
 
 def _only_if_any(same_text: torch.Tensor) -> torch.Tensor | None:

@@ -22,6 +22,10 @@ def render_report(
     objective = recipe.objective
     if objective.name == "align_uniform":
         recipe_line = f"alignment + uniformity (alpha {objective.alpha:g}, t {objective.t:g}, lambda {objective.lam:g})"
+    elif objective.name == "info_nce_uniform":
+        recipe_line = (
+            f"InfoNCE + uniformity (temperature {objective.temperature:g}, t {objective.t:g}, lambda {objective.lam:g})"
+        )
     else:
         recipe_line = f"InfoNCE (temperature {objective.temperature:g})"
     data = run_info["data"]
@@ -32,6 +36,7 @@ def render_report(
         f"{recipe.training.batch_size} pairs, learning rate {recipe.training.learning_rate:g}, "
         f"precision {PRECISION_NAMES[run_info['precision']]}.",
         f"Saved model: step {run_info['saved_step']} (of {recipe.training.max_steps}).",
+        *_lever_lines(recipe),
         "",
         "STS: Spearman x100 of cosine similarity, pooled over subsets. Geometry on L2-normalised embeddings: "
         "alignment on STS-B dev pairs with gold >= 4, uniformity (t = 2) and average cosine on sentences "
@@ -49,6 +54,21 @@ def render_report(
     if plots:
         lines += ["## Plots", ""] + [f"![{path.stem}](plots/{path.name})" for path in plots] + [""]
     return "\n".join(lines)
+
+
+# Recipe keys against the narrow cone that the report lists when they differ from their defaults.
+LEVER_KEYS = (("objective", "lambda_warmup_steps"),)
+
+
+def _lever_lines(recipe: Recipe) -> list[str]:
+    """Return one report line naming the lever keys set away from their defaults, or no line."""
+    settings, defaults = recipe.to_dict(), Recipe().to_dict()
+    changed = [
+        f"{section}.{key} {settings[section][key]}"
+        for section, key in LEVER_KEYS
+        if settings[section][key] != defaults[section][key]
+    ]
+    return [f"Levers: {', '.join(changed)}."] if changed else []
 
 
 PRECISION_NAMES = {"no": "fp32", "bf16": "bf16 mixed precision", "fp16": "fp16 mixed precision"}

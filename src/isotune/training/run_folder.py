@@ -27,7 +27,11 @@ def resolved_paths(recipe: Recipe) -> dict[str, str]:
 
 # Keys added after the first release, left out of the fingerprint at their default value, so that checkpoints
 # written before they existed can still be resumed.
-_KEYS_ADDED_LATER = {("training", "cached"): False, ("training", "gather_across_processes"): True}
+_KEYS_ADDED_LATER = {
+    ("training", "cached"): False,
+    ("training", "gather_across_processes"): True,
+    ("objective", "lambda_warmup_steps"): 0,
+}
 
 
 def recipe_fingerprint(recipe: Recipe) -> str:

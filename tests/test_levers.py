@@ -1,0 +1,196 @@
+"""Training levers against the narrow cone: InfoNCE + uniformity, lambda warmup, frozen layers, L2-SP,
+SimCSE pair mixing and EMA weights."""
+
+from __future__ import annotations
+
+import hashlib
+import typing
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from conftest import tiny_recipe
+from isotune.distributed import world_size
+from isotune.errors import ConfigError
+from isotune.losses import info_nce_loss, same_text_mask, uniformity_loss
+from isotune.recipe import OBJECTIVE_KEYS, ObjectiveConfig, Recipe, load_recipe
+from isotune.training.objective import compute_global_objective, compute_objective, objective_at_step
+from isotune.training.run_folder import recipe_fingerprint
+from test_cached import _gradients
+from test_distributed import FIRST, LOCAL_BATCH, SECOND, WORLD_SIZE, _embed, _free_port
+
+# Row 3 repeats the first text of row 0, and row 4's positive is row 1's first text: both are duplicates
+# that the masks must keep out of the negatives.
+ANCHORS = ["a dog", "a cat", "red ball", "a dog", "the man"]
+POSITIVES = ["a pup", "the cat", "a ball", "dogs", "a cat"]
+
+
+def _embeddings(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.nn.functional.normalize(torch.randn(len(ANCHORS), 8, generator=generator), dim=1)
+    y = torch.nn.functional.normalize(x + 0.5 * torch.randn(len(ANCHORS), 8, generator=generator), dim=1)
+    return x.requires_grad_(True), y.requires_grad_(True)
+
+
+# --- info_nce_uniform ---------------------------------------------------------------------------------
+
+
+def test_info_nce_uniform_is_sum_of_parts():
+    x, y = _embeddings()
+    config = ObjectiveConfig(name="info_nce_uniform", temperature=0.1, t=3.0, lam=0.7)
+    parts = compute_objective(config, x, y, texts=(ANCHORS, POSITIVES))
+
+    not_self = ~torch.eye(len(ANCHORS), dtype=torch.bool)
+    exclude_x = same_text_mask(ANCHORS) & not_self
+    exclude_y = same_text_mask(POSITIVES) & not_self
+    exclude_nce = same_text_mask(POSITIVES) | same_text_mask(ANCHORS, POSITIVES)
+    contrastive = info_nce_loss(x, y, temperature=0.1, exclude=exclude_nce)
+    uniformity = (uniformity_loss(x, t=3.0, exclude=exclude_x) + uniformity_loss(y, t=3.0, exclude=exclude_y)) / 2
+    assert exclude_x.any(), "the batch must contain a duplicate anchor for this test to check the masks"
+    assert torch.allclose(parts["info_nce"], contrastive)
+    assert torch.allclose(parts["uniformity"], uniformity)
+    assert torch.allclose(parts["loss"], contrastive + 0.7 * uniformity)
+    # The masks matter: without them the contrastive term differs.
+    assert not torch.allclose(contrastive, info_nce_loss(x, y, temperature=0.1))
+
+
+def test_info_nce_uniform_gradient_includes_uniformity():
+    x, y = _embeddings()
+    gradients = {}
+    for lam in (0.0, 1.0):
+        x.grad = y.grad = None
+        config = ObjectiveConfig(name="info_nce_uniform", lam=lam)
+        compute_objective(config, x, y, texts=(ANCHORS, POSITIVES))["loss"].backward()
+        gradients[lam] = (x.grad.clone(), y.grad.clone())
+        assert torch.isfinite(x.grad).all()
+        assert x.grad.abs().sum() > 0
+    assert not torch.allclose(gradients[0.0][0], gradients[1.0][0])
+    assert not torch.allclose(gradients[0.0][1], gradients[1.0][1])
+
+
+def test_lambda_zero_gives_info_nce():
+    x, y = _embeddings()
+    combined = compute_objective(ObjectiveConfig(name="info_nce_uniform", lam=0.0), x, y, (ANCHORS, POSITIVES))
+    plain = compute_objective(ObjectiveConfig(name="info_nce"), x, y, (ANCHORS, POSITIVES))
+    assert torch.allclose(combined["loss"], plain["loss"])
+    assert torch.allclose(combined["uniformity"], plain["uniformity"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("precision", "rtol", "atol"), [("no", 1e-4, 1e-6), ("bf16", 5e-2, 1e-3)])
+def test_info_nce_uniform_cached_matches_uncached(tiny_bert, corpus, tmp_path, precision, rtol, atol):
+    settings = ("objective.name=info_nce_uniform", f"training.precision={precision}")
+    plain, plain_loss, _ = _gradients(tiny_bert, corpus, tmp_path, *settings)
+    cached, cached_loss, _ = _gradients(tiny_bert, corpus, tmp_path, *settings, "training.cached=true")
+    assert torch.allclose(cached_loss, plain_loss, rtol=rtol, atol=atol)
+    assert plain.keys() == cached.keys()
+    for name in plain:
+        assert torch.allclose(cached[name], plain[name], rtol=rtol, atol=atol), name
+
+
+def _gather_worker(rank: int, port: int) -> None:
+    """Check on rank `rank` that gathered info_nce_uniform equals one process's loss and gradients on 2b pairs."""
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD_SIZE)
+    try:
+        torch.manual_seed(0)
+        features_x = torch.randn(WORLD_SIZE * LOCAL_BATCH, 16)
+        features_y = features_x + 0.3 * torch.randn(WORLD_SIZE * LOCAL_BATCH, 16)
+        reference_model = torch.nn.Linear(16, 8)
+        config = ObjectiveConfig(name="info_nce_uniform", lam=0.5)
+        single = torch.nn.Linear(16, 8)
+        single.load_state_dict(reference_model.state_dict())
+        expected = compute_objective(config, _embed(single, features_x), _embed(single, features_y), (FIRST, SECOND))
+        expected["loss"].backward()
+
+        replica = torch.nn.Linear(16, 8)
+        replica.load_state_dict(reference_model.state_dict())
+        ddp = torch.nn.parallel.DistributedDataParallel(replica)
+        local = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
+        x, y = _embed(ddp, features_x[local]), _embed(ddp, features_y[local])
+        parts = compute_global_objective(config, x, y, (FIRST, SECOND), gather=True)
+        (parts["loss"] * world_size()).backward()
+
+        for key in ("loss", "info_nce", "uniformity"):
+            assert torch.allclose(parts[key], expected[key], rtol=1e-5, atol=1e-6), key
+        for (name, actual), reference in zip(replica.named_parameters(), single.parameters(), strict=True):
+            assert torch.allclose(actual.grad, reference.grad, rtol=1e-5, atol=1e-6), name
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_info_nce_uniform_gathered_matches_single_process():
+    mp.spawn(_gather_worker, args=(_free_port(),), nprocs=WORLD_SIZE, join=True)
+
+
+def test_objective_keys_cover_every_objective():
+    names = set(typing.get_args(typing.get_type_hints(ObjectiveConfig)["name"]))
+    assert set(OBJECTIVE_KEYS) == names
+    known = set(Recipe().to_dict()["objective"])
+    for name, keys in OBJECTIVE_KEYS.items():
+        assert set(keys) <= known, name
+
+
+# --- lambda warmup ------------------------------------------------------------------------------------
+
+
+def test_lambda_ramps_linearly_over_warmup():
+    config = ObjectiveConfig(lam=2.0, lambda_warmup_steps=4)
+    assert [objective_at_step(config, step).lam for step in range(6)] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.0]
+    assert config.lam == 2.0, "the recipe's own config must stay unchanged"
+
+
+def test_lambda_constant_without_warmup():
+    config = ObjectiveConfig(lam=2.0)
+    assert objective_at_step(config, 0) is config
+
+
+def test_lambda_warmup_rejects_negative():
+    with pytest.raises(ConfigError, match=r"objective.lambda_warmup_steps must be >= 0 .*got -1"):
+        load_recipe(None, ["objective.lambda_warmup_steps=-1"])
+
+
+@pytest.mark.slow
+def test_lambda_warmup_logged_in_history(tiny_bert, corpus, tmp_path):
+    from isotune.training.run import run_training
+
+    recipe = tiny_recipe(
+        tiny_bert,
+        corpus,
+        tmp_path / "run",
+        "objective.lambda_warmup_steps=4",
+        "training.max_steps=5",
+        "training.eval_every=0",
+        "training.checkpoint_every=0",
+        "evaluation.tasks=[stsb-dev]",
+    )
+    metrics = run_training(recipe)
+    assert [entry["lambda"] for entry in metrics["history"]] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    report = (tmp_path / "run" / "report.md").read_text(encoding="utf-8")
+    assert "objective.lambda_warmup_steps 4" in report
+
+
+# --- recipe keys --------------------------------------------------------------------------------------
+
+LEVER_OVERRIDES = ["objective.lambda_warmup_steps=10"]
+
+
+def test_lever_defaults_keep_fingerprint():
+    """Checkpoints written before the lever keys existed still resume: the defaults leave the hash as it was."""
+    settings = Recipe().to_dict()
+    for override in LEVER_OVERRIDES:
+        section, key = override.split("=")[0].split(".")
+        del settings[section][key]
+    settings.pop("output_dir")
+    settings.pop("evaluation")
+    for section, key in (("training", "cached"), ("training", "gather_across_processes")):
+        del settings[section][key]
+    old_hash = hashlib.sha256(repr(sorted(settings.items())).encode()).hexdigest()[:16]
+    assert recipe_fingerprint(Recipe()) == old_hash
+
+
+@pytest.mark.parametrize("override", LEVER_OVERRIDES)
+def test_lever_changes_fingerprint(override):
+    assert recipe_fingerprint(load_recipe(None, [override])) != recipe_fingerprint(Recipe())
