@@ -1,4 +1,4 @@
-"""Tests of whitening and all-but-the-top, and of parsing their specifications."""
+"""Tests of centring, whitening and all-but-the-top, and of parsing their specifications."""
 
 import numpy as np
 import pytest
@@ -19,6 +19,7 @@ def _correlated(count: int = 500, dim: int = 6, seed: int = 0) -> np.ndarray:
         ("whiten", PostprocessSpec("whiten")),
         ("whiten:128", PostprocessSpec("whiten", 128)),
         ("abtt:3", PostprocessSpec("abtt", 3)),
+        ("center", PostprocessSpec("center")),
     ],
 )
 def test_parse_valid_specs(text, expected):
@@ -34,11 +35,19 @@ def test_parse_valid_specs(text, expected):
         ("abtt", "abtt needs the number of directions"),
         ("whiten:0", "Invalid dimension in post-processing 'whiten:0'"),
         ("abtt:x", "Invalid dimension in post-processing 'abtt:x'"),
+        ("center:2", "center takes no dimension"),
     ],
 )
 def test_parse_invalid_specs_raise(text, message):
     with pytest.raises(ConfigError, match=message):
         parse_postprocess(text)
+
+
+def test_center_removes_only_the_mean():
+    vectors = _correlated()
+    centred = fit_postprocessor(PostprocessSpec("center"), vectors)(vectors)
+    np.testing.assert_allclose(centred.mean(axis=0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(centred, vectors - vectors.astype(np.float64).mean(axis=0), atol=1e-4)
 
 
 def test_whitening_gives_identity_covariance():

@@ -1,8 +1,10 @@
-"""Post-hoc transforms of sentence embeddings, fitted on a corpus: whitening and all-but-the-top.
+"""Post-hoc transforms of sentence embeddings, fitted on a corpus: centring, whitening and all-but-the-top.
 
 Both are baselines for training: they change the geometry of a frozen model's embeddings without any
 gradient step. The transformed rows are L2-normalised again by the evaluation (`embed_texts`).
 
+- `center`: `x - mu`, the mean of the fit corpus removed and nothing else; it shows what removing a
+  corpus's common direction alone does to a task.
 - `whiten[:k]`: `(x - mu) W`, where `W = U diag(1 / sqrt(s))` from the SVD `U diag(s) U^T` of the
   covariance of the fit corpus, keeping the first k columns when k is given, and otherwise every
   direction of non-zero variance. Reference: Jianlin Su,
@@ -24,7 +26,7 @@ from isotune.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("whiten", "abtt")
+METHODS = ("center", "whiten", "abtt")
 # A principal direction whose variance is below this share of the largest one counts as absent
 # (numerically zero). The all-MiniLM-L6-v2 embeddings of STS-B train have such a direction (variance 2.5e-18).
 RANK_TOLERANCE = 1e-10
@@ -43,11 +45,15 @@ class PostprocessSpec:
 
 
 def parse_postprocess(text: str) -> PostprocessSpec:
-    """Parse `whiten`, `whiten:k` or `abtt:d` (k, d positive integers); raise ConfigError otherwise."""
+    """Parse `center`, `whiten`, `whiten:k` or `abtt:d` (k, d positive integers); raise ConfigError otherwise."""
     method, _, dims_text = text.strip().partition(":")
-    usage = "expected whiten, whiten:K or abtt:D with positive integers K and D"
+    usage = "expected center, whiten, whiten:K or abtt:D with positive integers K and D"
     if method not in METHODS:
         raise ConfigError(f"Unknown post-processing {text!r}; {usage}.")
+    if method == "center":
+        if dims_text:
+            raise ConfigError(f"center takes no dimension; got {text!r}, use plain center.")
+        return PostprocessSpec(method)
     if not dims_text:
         if method == "abtt":
             raise ConfigError(f"abtt needs the number of directions to remove, e.g. abtt:3; got {text!r}.")
@@ -91,6 +97,8 @@ def fit_postprocessor(spec: PostprocessSpec, vectors: np.ndarray) -> LinearPostp
     if count < 2:
         raise DataError(f"{spec.label} needs a fit corpus of at least 2 sentences, got {count}.")
     mean = rows.mean(axis=0)
+    if spec.method == "center":
+        return LinearPostprocessor(spec, mean, np.eye(dim), count)
     centred = rows - mean
     if spec.method == "abtt":
         _, _, right = np.linalg.svd(centred, full_matrices=False)
