@@ -13,10 +13,13 @@ import torch.multiprocessing as mp
 
 from conftest import tiny_recipe
 from isotune.distributed import world_size
+from isotune.encoder import build_encoder
 from isotune.errors import ConfigError
 from isotune.losses import info_nce_loss, same_text_mask, uniformity_loss
 from isotune.recipe import OBJECTIVE_KEYS, ObjectiveConfig, Recipe, load_recipe
+from isotune.training.loop import make_accelerator, train
 from isotune.training.objective import compute_global_objective, compute_objective, objective_at_step
+from isotune.training.run import load_training_pairs, run_training
 from isotune.training.run_folder import recipe_fingerprint
 from test_cached import _gradients
 from test_distributed import FIRST, LOCAL_BATCH, SECOND, WORLD_SIZE, _embed, _free_port
@@ -154,8 +157,6 @@ def test_lambda_warmup_rejects_negative():
 
 @pytest.mark.slow
 def test_lambda_warmup_logged_in_history(tiny_bert, corpus, tmp_path):
-    from isotune.training.run import run_training
-
     recipe = tiny_recipe(
         tiny_bert,
         corpus,
@@ -172,9 +173,64 @@ def test_lambda_warmup_logged_in_history(tiny_bert, corpus, tmp_path):
     assert "objective.lambda_warmup_steps 4" in report
 
 
+# --- frozen layers ------------------------------------------------------------------------------------
+
+
+def _train_tiny(tiny_bert, corpus, tmp_path, *settings: str) -> tuple[dict[str, torch.Tensor], torch.nn.Module]:
+    """Train the tiny BERT for a few steps with `train`; return its weights before training and the model."""
+    recipe = tiny_recipe(
+        tiny_bert,
+        corpus,
+        tmp_path / "run",
+        "training.max_steps=3",
+        "training.checkpoint_every=0",
+        "training.eval_every=0",
+        "training.keep_best=false",
+        *settings,
+    )
+    model = build_encoder(recipe.model)
+    before = {name: parameter.detach().clone() for name, parameter in model.named_parameters()}
+    pairs = load_training_pairs(recipe.data).pairs
+    train(recipe, make_accelerator(recipe), model, pairs, tmp_path / "run", fingerprint="test")
+    return before, model
+
+
+def test_frozen_layers_stay_unchanged(tiny_bert, corpus, tmp_path):
+    before, model = _train_tiny(tiny_bert, corpus, tmp_path, "training.freeze_layers=1")
+    after = dict(model.named_parameters())
+    frozen = [name for name in before if ".embeddings." in name or ".layer.0." in name]
+    trained = [name for name in before if ".layer.1." in name]
+    assert len(frozen) > 5
+    assert len(trained) > 5
+    for name in frozen:
+        assert torch.equal(after[name], before[name]), name
+        assert not after[name].requires_grad, name
+    for name in trained:
+        assert not torch.equal(after[name], before[name]), name
+
+
+def test_freeze_layers_zero_trains_embeddings(tiny_bert, corpus, tmp_path):
+    before, model = _train_tiny(tiny_bert, corpus, tmp_path)
+    name = next(name for name in before if name.endswith("word_embeddings.weight"))
+    assert not torch.equal(dict(model.named_parameters())[name], before[name])
+
+
+@pytest.mark.parametrize("count", [2, 5])
+def test_freeze_layers_beyond_model_is_rejected(tiny_bert, corpus, tmp_path, count):
+    recipe = tiny_recipe(tiny_bert, corpus, tmp_path / "run", f"training.freeze_layers={count}")
+    with pytest.raises(ConfigError, match=rf"freeze_layers={count}: BertModel has 2 layers, so use 0 .* to 1"):
+        run_training(recipe)
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_freeze_layers_negative_is_rejected():
+    with pytest.raises(ConfigError, match="training.freeze_layers must be >= 0 .*got -1"):
+        load_recipe(None, ["training.freeze_layers=-1"])
+
+
 # --- recipe keys --------------------------------------------------------------------------------------
 
-LEVER_OVERRIDES = ["objective.lambda_warmup_steps=10"]
+LEVER_OVERRIDES = ["objective.lambda_warmup_steps=10", "training.freeze_layers=2"]
 
 
 def test_lever_defaults_keep_fingerprint():

@@ -134,6 +134,11 @@ class TrainingConfig:
     on_nonfinite: Literal["stop", "skip"] = _help(
         "When a loss is NaN or infinite: stop the run, or skip that batch and go on.", "stop"
     )
+    freeze_layers: int = _help(
+        "Freeze the input embeddings and the lowest N transformer layers, so only the layers above them train "
+        "(0: train everything; at most the model's layer count - 1).",
+        0,
+    )
 
 
 @dataclass
@@ -353,6 +358,10 @@ def validate(recipe: Recipe) -> None:
             f"{2 * training.batch_size} texts are embedded in several chunks; got {training.forward_chunk_size}",
         ),
         (training.eval_every >= 0, f"training.eval_every must be >= 0, got {training.eval_every}"),
+        (
+            training.freeze_layers >= 0,
+            f"training.freeze_layers must be >= 0 (0: freeze nothing), got {training.freeze_layers}",
+        ),
         (
             training.checkpoint_every >= 0,
             f"training.checkpoint_every must be >= 0, got {training.checkpoint_every}",

@@ -25,6 +25,7 @@ from isotune.training.cached import CachedEmbeddings
 from isotune.training.checkpoint import TrainerState, list_checkpoints, load_checkpoint, save_checkpoint
 from isotune.training.embedding import embed_by_length
 from isotune.training.objective import compute_global_objective, objective_at_step
+from isotune.training.regularizers import freeze_lower_layers
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +96,9 @@ def train(
     if accelerator.distributed_type == DistributedType.DEEPSPEED:
         # DeepSpeed reads its micro batch size from a prepared DataLoader, and this loop prepares none.
         accelerator.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = config.batch_size
+    frozen = freeze_lower_layers(model, config.freeze_layers)
+    if frozen and accelerator.is_main_process:
+        logger.info("Froze %d parameters (training.freeze_layers=%d).", frozen, config.freeze_layers)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = get_scheduler(
         config.scheduler,

@@ -22,6 +22,7 @@ from isotune.recipe import DataConfig, Recipe
 from isotune.training.loop import make_accelerator, train
 from isotune.training.plots import CosineSamples, cosine_samples, load_geometry_data, write_run_plots
 from isotune.training.precision import check_precision
+from isotune.training.regularizers import check_freeze_layers
 from isotune.training.report import describe_device, render_report, software_versions
 from isotune.training.run_folder import (
     RECIPE_FILE,
@@ -125,6 +126,7 @@ def run_training(
             "lower training.batch_size or provide more pairs."
         )
     model = build_encoder(recipe.model, device=str(device))
+    check_freeze_layers(model, recipe.training.freeze_layers)  # before the base model's evaluation
     unique_texts = sorted({text for pair in pair_set.pairs for text in pair})
     run_on_main(accelerator, lambda: check_free_space(run_dir, model, recipe.training.keep_checkpoints))
     truncated = 0

@@ -31,6 +31,7 @@ _KEYS_ADDED_LATER = {
     ("training", "cached"): False,
     ("training", "gather_across_processes"): True,
     ("objective", "lambda_warmup_steps"): 0,
+    ("training", "freeze_layers"): 0,
 }
 
 
