@@ -19,6 +19,7 @@ from isotune.losses import info_nce_loss, same_text_mask, uniformity_loss
 from isotune.recipe import OBJECTIVE_KEYS, ObjectiveConfig, Recipe, load_recipe
 from isotune.training.loop import make_accelerator, train
 from isotune.training.objective import compute_global_objective, compute_objective, objective_at_step
+from isotune.training.regularizers import L2SPPenalty
 from isotune.training.run import load_training_pairs, run_training
 from isotune.training.run_folder import recipe_fingerprint
 from test_cached import _gradients
@@ -228,9 +229,71 @@ def test_freeze_layers_negative_is_rejected():
         load_recipe(None, ["training.freeze_layers=-1"])
 
 
+# --- L2-SP --------------------------------------------------------------------------------------------
+
+
+def test_l2sp_gradient_matches_autograd():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    penalty = L2SPPenalty(model, weight=0.3)
+    base = {name: parameter.detach().clone() for name, parameter in model.named_parameters()}
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter))
+    expected = 0.3 * sum((parameter - base[name]).pow(2).sum() for name, parameter in model.named_parameters())
+    expected.backward()
+    expected_grads = {name: parameter.grad.clone() for name, parameter in model.named_parameters()}
+
+    model.zero_grad()
+    for parameter in model.parameters():
+        parameter.grad = torch.ones_like(parameter)
+    value = penalty.add_gradient(model, grad_scale=4.0)
+    assert value == pytest.approx(expected.item(), rel=1e-6)
+    for name, parameter in model.named_parameters():
+        assert torch.allclose(parameter.grad, 1 + 4.0 * expected_grads[name]), name
+
+
+def test_l2sp_skips_frozen_and_gradless_parameters():
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    model[0].requires_grad_(False)
+    penalty = L2SPPenalty(model, weight=1.0)
+    assert set(penalty.reference) == {"1.weight", "1.bias"}
+    with torch.no_grad():
+        model[1].weight.add_(1.0)
+    assert penalty.add_gradient(model) == pytest.approx(4.0)
+    assert model[1].weight.grad is None
+
+
+def test_l2sp_logged_from_zero(tiny_bert, corpus, tmp_path):
+    recipe = tiny_recipe(tiny_bert, corpus, tmp_path / "run", "training.l2sp=0.5", "training.max_steps=3")
+    pairs = load_training_pairs(recipe.data).pairs
+    state = train(
+        recipe, make_accelerator(recipe), build_encoder(recipe.model), pairs, tmp_path / "run", fingerprint="t"
+    )
+    penalties = [entry["l2sp"] for entry in state.history]
+    assert penalties[0] == 0.0
+    assert penalties[1] > 0
+    assert penalties[2] > 0
+
+
+def _distance(before: dict[str, torch.Tensor], model: torch.nn.Module) -> float:
+    return sum(float((parameter.detach() - before[name]).pow(2).sum()) for name, parameter in model.named_parameters())
+
+
+def test_large_l2sp_keeps_weights_near_base(tiny_bert, corpus, tmp_path):
+    before, free = _train_tiny(tiny_bert, corpus, tmp_path / "free", "training.max_steps=8")
+    _, held = _train_tiny(tiny_bert, corpus, tmp_path / "held", "training.max_steps=8", "training.l2sp=1e4")
+    assert _distance(before, held) < 0.01 * _distance(before, free)
+
+
+def test_l2sp_negative_is_rejected():
+    with pytest.raises(ConfigError, match=r"training.l2sp must be >= 0 \(0: off\), got -0.1"):
+        load_recipe(None, ["training.l2sp=-0.1"])
+
+
 # --- recipe keys --------------------------------------------------------------------------------------
 
-LEVER_OVERRIDES = ["objective.lambda_warmup_steps=10", "training.freeze_layers=2"]
+LEVER_OVERRIDES = ["objective.lambda_warmup_steps=10", "training.freeze_layers=2", "training.l2sp=0.01"]
 
 
 def test_lever_defaults_keep_fingerprint():

@@ -139,6 +139,12 @@ class TrainingConfig:
         "(0: train everything; at most the model's layer count - 1).",
         0,
     )
+    l2sp: float = _help(
+        "Weight of the L2-SP penalty, weight x sum of (weight - base weight)^2 over the trainable parameters, "
+        "which pulls the weights back towards the base model (0: off). Logged as l2sp in the history, apart "
+        "from loss; keeps a copy of the base weights in memory.",
+        0.0,
+    )
 
 
 @dataclass
@@ -358,6 +364,7 @@ def validate(recipe: Recipe) -> None:
             f"{2 * training.batch_size} texts are embedded in several chunks; got {training.forward_chunk_size}",
         ),
         (training.eval_every >= 0, f"training.eval_every must be >= 0, got {training.eval_every}"),
+        (training.l2sp >= 0, f"training.l2sp must be >= 0 (0: off), got {training.l2sp}"),
         (
             training.freeze_layers >= 0,
             f"training.freeze_layers must be >= 0 (0: freeze nothing), got {training.freeze_layers}",

@@ -25,7 +25,7 @@ from isotune.training.cached import CachedEmbeddings
 from isotune.training.checkpoint import TrainerState, list_checkpoints, load_checkpoint, save_checkpoint
 from isotune.training.embedding import embed_by_length
 from isotune.training.objective import compute_global_objective, objective_at_step
-from isotune.training.regularizers import freeze_lower_layers
+from isotune.training.regularizers import L2SPPenalty, check_regularizers_supported, freeze_lower_layers
 
 logger = logging.getLogger(__name__)
 
@@ -96,9 +96,12 @@ def train(
     if accelerator.distributed_type == DistributedType.DEEPSPEED:
         # DeepSpeed reads its micro batch size from a prepared DataLoader, and this loop prepares none.
         accelerator.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = config.batch_size
+    check_regularizers_supported(config, accelerator)
     frozen = freeze_lower_layers(model, config.freeze_layers)
     if frozen and accelerator.is_main_process:
         logger.info("Froze %d parameters (training.freeze_layers=%d).", frozen, config.freeze_layers)
+    # Made from the model as passed in, the base model even on --resume, since the checkpoint loads later.
+    l2sp = L2SPPenalty(model, config.l2sp) if config.l2sp else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = get_scheduler(
         config.scheduler,
@@ -139,7 +142,7 @@ def train(
         disable=not accelerator.is_main_process,
     )
     while state.step < config.max_steps:
-        step_logs = _optimizer_step(recipe, accelerator, model, optimizer, batcher, pairs, state)
+        step_logs = _optimizer_step(recipe, accelerator, model, optimizer, batcher, pairs, state, l2sp)
         scheduler.step()
         state.step += 1
         state.scheduler = scheduler.state_dict()
@@ -224,9 +227,10 @@ def _optimizer_step(
     batcher: PairBatcher,
     pairs: list[tuple[str, str]],
     state: TrainerState,
+    l2sp: L2SPPenalty | None = None,
 ) -> dict[str, float]:
     """Run the micro batches of one optimizer step; return the mean of each part of the objective (loss,
-    alignment, uniformity and any other part the objective returns).
+    alignment, uniformity and any other part the objective returns), and the L2-SP penalty when it is on.
 
     Every process returns the same values: the objective of the global batch when embeddings are gathered,
     else the mean over processes of each process's objective.
@@ -234,6 +238,7 @@ def _optimizer_step(
     config = recipe.training
     totals = {"loss": 0.0, "alignment": 0.0, "uniformity": 0.0}
     used = 0
+    penalty = None
     for micro in range(config.gradient_accumulation_steps):
         micro_batch = state.step * config.gradient_accumulation_steps + micro
         global_rows = batcher.indices(micro_batch)
@@ -244,6 +249,8 @@ def _optimizer_step(
             if parts is None:
                 optimizer.zero_grad(set_to_none=True)
                 continue
+            if accelerator.sync_gradients and l2sp is not None:
+                penalty = l2sp.add_gradient(accelerator.unwrap_model(model), _loss_scale(accelerator))
             if accelerator.sync_gradients and config.max_grad_norm is not None:
                 accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
             if accelerator.sync_gradients and not all_processes_agree(accelerator, _gradients_finite(model)):
@@ -259,7 +266,14 @@ def _optimizer_step(
     if accelerator.num_processes > 1 and not _gathers(recipe, accelerator):
         reduced = accelerator.reduce(torch.tensor(list(means.values()), device=accelerator.device), "mean")
         means = dict(zip(means, reduced.tolist(), strict=True))
+    if penalty is not None:
+        means["l2sp"] = penalty  # the same on every process, so it is added after the reduction
     return means
+
+
+def _loss_scale(accelerator: Accelerator) -> float:
+    """Return the factor that fp16 loss scaling has applied to the gradients so far (1 without it)."""
+    return accelerator.scaler.get_scale() if accelerator.scaler is not None else 1.0
 
 
 def _gathers(recipe: Recipe, accelerator: Accelerator) -> bool:

@@ -32,6 +32,7 @@ _KEYS_ADDED_LATER = {
     ("training", "gather_across_processes"): True,
     ("objective", "lambda_warmup_steps"): 0,
     ("training", "freeze_layers"): 0,
+    ("training", "l2sp"): 0.0,
 }
 
 
