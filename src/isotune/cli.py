@@ -6,12 +6,12 @@ import argparse
 import logging
 import sys
 
-from isotune.commands import compare, evaluate, publish, train
+from isotune.commands import compare, evaluate, publish, sweep, train
 from isotune.errors import ConfigError, DataError, ModelNotFoundError, PublishError, TrainingError
 
 # Errors caused by input the user can fix: printed as one message, without a traceback.
 USER_ERRORS = (ConfigError, DataError, ModelNotFoundError, TrainingError, PublishError)
-COMMANDS = (train, evaluate, publish, compare)
+COMMANDS = (train, evaluate, publish, compare, sweep)
 
 
 def build_parser() -> argparse.ArgumentParser:

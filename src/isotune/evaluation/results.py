@@ -19,32 +19,34 @@ def variant_label(model: str, postprocess: str | None) -> str:
     return model if postprocess is None else f"{model} + {postprocess}"
 
 
-def load_labelled_results(argument: str | Path) -> dict[str, dict[str, dict]]:
+def load_labelled_results(
+    argument: str | Path, stages: tuple[str, ...] = ("before", "after")
+) -> dict[str, dict[str, dict]]:
     """Return `{label: {task: result}}` from an eval JSON file, a run folder or a run's metrics.json.
 
     An eval JSON file gives one entry per variant (the model, then each post-processing). A run folder
-    (or its metrics.json, `{"before": {...}, "after": {...}}`) gives `RUN before` and `RUN after`.
-    Raises DataError naming the path when it is none of these.
+    (or its metrics.json, `{"before": {...}, "after": {...}}`) gives `RUN before` and `RUN after`, or only
+    the stages named in `stages`. Raises DataError naming the path when it is none of these.
     """
     path = Path(argument)
     if path.is_dir():
         metrics = path / "metrics.json"
         if not metrics.is_file():
             raise DataError(f"{path} is a folder without metrics.json; pass a run folder or an eval JSON file.")
-        return _run_results(_read(metrics), path.name)
+        return _run_results(_read(metrics), path.name, stages)
     content = _read(path)
     if isinstance(content, dict) and content.get("schema") == SCHEMA:
         return {variant["label"]: variant["results"] for variant in content["variants"]}
     if isinstance(content, dict) and "before" in content:
-        return _run_results(content, path.parent.name or path.stem)
+        return _run_results(content, path.parent.name or path.stem, stages)
     raise DataError(
         f"{path} is neither an isotune eval result (schema {SCHEMA}) nor a run's metrics.json "
         "with before/after results."
     )
 
 
-def _run_results(metrics: dict[str, Any], name: str) -> dict[str, dict[str, dict]]:
-    return {f"{name} {stage}": metrics[stage] for stage in ("before", "after") if stage in metrics}
+def _run_results(metrics: dict[str, Any], name: str, stages: tuple[str, ...]) -> dict[str, dict[str, dict]]:
+    return {f"{name} {stage}": metrics[stage] for stage in stages if stage in metrics}
 
 
 def _read(path: Path) -> Any:

@@ -1,0 +1,121 @@
+"""Run a sweep: find which runs are finished, which to resume and which are new, then train what is left.
+
+Runs train one after another in this process with `run_training`, or print as `isotune train` commands
+to be launched as separate jobs. A run counts as finished when its metrics.json has "after" results; a
+run folder with a recipe.yaml but no "after" results is resumed from its latest checkpoint (or from
+step 0 when it has none, which `run_training` logs).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from isotune.errors import ConfigError, TrainingError
+from isotune.recipe import Recipe, load_recipe
+from isotune.sweep.grid import SweepRun, changed_keys, load_run_recipe
+from isotune.training.run_folder import RECIPE_FILE
+
+logger = logging.getLogger(__name__)
+
+FINISHED, RESUME, NEW = "finished", "resume", "new"
+LAUNCHERS = {"isotune": ["isotune"], "accelerate": ["accelerate", "launch", "-m", "isotune.cli"]}
+
+
+@dataclass
+class PlannedRun:
+    """A sweep run with its full recipe (output_dir set to its folder) and its status: finished, resume or new."""
+
+    run: SweepRun
+    recipe: Recipe
+    folder: Path
+    status: str
+
+
+def run_status(folder: Path, recipe: Recipe) -> str:
+    """Return FINISHED, RESUME or NEW for the run of `recipe` in `folder`.
+
+    Raises:
+        ConfigError: when `folder` is a file, holds files but no recipe.yaml, or holds a run of another recipe.
+    """
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"Sweep run folder {folder} is a file; delete it or choose another --output-dir.")
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return NEW
+    if not (folder / RECIPE_FILE).is_file():
+        raise ConfigError(
+            f"Sweep run folder {folder} is not empty but has no {RECIPE_FILE}, so it is no run of this sweep; "
+            "delete it or choose another --output-dir."
+        )
+    changed = changed_keys(load_recipe(folder / RECIPE_FILE), recipe)
+    if changed:
+        raise ConfigError(
+            f"Sweep run folder {folder} holds a run of another recipe (changed: {', '.join(changed)}). Delete the "
+            "folder to train this run again, or choose another --output-dir."
+        )
+    metrics = folder / "metrics.json"
+    if metrics.is_file() and "after" in _read_metrics(metrics):
+        return FINISHED
+    return RESUME
+
+
+def plan_runs(
+    sweep_folder: Path, runs: list[SweepRun], recipe_path: Path, base_overrides: list[str]
+) -> list[PlannedRun]:
+    """Give each run its recipe and folder under `sweep_folder`, and check its status before any training."""
+    planned = []
+    for run in runs:
+        folder = sweep_folder / run.name
+        recipe = load_run_recipe(recipe_path, base_overrides, run, output_dir=folder)
+        planned.append(PlannedRun(run, recipe, folder, run_status(folder, recipe)))
+    return planned
+
+
+def train_command(recipe_path: Path, base_overrides: list[str], planned: PlannedRun, launcher: str = "isotune") -> str:
+    """Return the shell command that trains (or resumes) one sweep run as a job of its own."""
+    words = [*LAUNCHERS[launcher], "train", str(recipe_path)]
+    for override in (*base_overrides, *planned.run.overrides):
+        words += ["--set", override]
+    words += ["--output-dir", str(planned.folder)]
+    if planned.status == RESUME:
+        words.append("--resume")
+    return shlex.join(words)
+
+
+def train_runs(planned: list[PlannedRun], command_for: Callable[[PlannedRun], str]) -> dict[str, str]:
+    """Train every run that is not finished, in order, and return `{run name: error}` of the runs that stopped.
+
+    A run that stops with a TrainingError (a non-finite loss, for example) is logged and left as it is, and
+    the sweep goes on with the next run; any other exception ends the sweep. Finished runs are skipped.
+    """
+    from isotune.training.run import run_training
+
+    failures: dict[str, str] = {}
+    for index, item in enumerate(planned, start=1):
+        prefix = f"Sweep run {index} of {len(planned)}, {item.run.name}"
+        if item.status == FINISHED:
+            logger.info("%s: skipped, finished before (its metrics.json has after results).", prefix)
+            continue
+        logger.info("%s: %s.", prefix, "resuming from its latest checkpoint" if item.status == RESUME else "training")
+        try:
+            run_training(item.recipe, resume=item.status == RESUME, command=command_for(item))
+        except TrainingError as error:
+            logger.error("%s stopped: %s", prefix, error)
+            failures[item.run.name] = str(error)
+        else:
+            item.status = FINISHED
+        gc.collect()  # release the run's model and optimizer before the next one loads
+    return failures
+
+
+def _read_metrics(path: Path) -> dict:
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError(f"Failed to read {path}: {error}. Delete the run folder to train the run again.") from error
+    return content if isinstance(content, dict) else {}
