@@ -210,6 +210,7 @@ def test_stats_to_dict():
         "empty_fields": 0,
         "single_sentence_files": 0,
         "pairs": 3,
+        "simcse_pairs": 0,
     }
 
 

@@ -12,6 +12,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from conftest import tiny_recipe
+from isotune.data import PairSet, PairStats, mix_identical_pairs
 from isotune.distributed import world_size
 from isotune.encoder import build_encoder
 from isotune.errors import ConfigError
@@ -291,9 +292,57 @@ def test_l2sp_negative_is_rejected():
         load_recipe(None, ["training.l2sp=-0.1"])
 
 
+# --- SimCSE pair mixing -------------------------------------------------------------------------------
+
+
+def _consecutive_pairs(count: int) -> PairSet:
+    sentences = [f"sentence number {index}" for index in range(count + 1)]
+    pairs = list(zip(sentences[:-1], sentences[1:], strict=True))
+    return PairSet(pairs=pairs, stats=PairStats(pairs=count), source="test sentences")
+
+
+def test_simcse_mix_replaces_share_of_pairs():
+    original = _consecutive_pairs(40)
+    mixed = mix_identical_pairs(original, 0.25, seed=3)
+    replaced = [row for row, pair in enumerate(mixed.pairs) if pair != original.pairs[row]]
+    assert len(replaced) == 10
+    assert mixed.stats.simcse_pairs == 10
+    assert "pairs replaced by identical (SimCSE) pairs: 10" in mixed.stats.summary()
+    for row in replaced:
+        assert mixed.pairs[row] == (original.pairs[row][0], original.pairs[row][0])
+    assert len(mixed.pairs) == len(original.pairs)
+    assert original.stats.simcse_pairs == 0, "the input pair set must stay unchanged"
+
+
+def test_simcse_mix_depends_only_on_seed():
+    original = _consecutive_pairs(40)
+    assert mix_identical_pairs(original, 0.5, seed=1).pairs == mix_identical_pairs(original, 0.5, seed=1).pairs
+    assert mix_identical_pairs(original, 0.5, seed=1).pairs != mix_identical_pairs(original, 0.5, seed=2).pairs
+
+
+@pytest.mark.parametrize(("ratio", "identical"), [(0.0, 0), (0.01, 0), (1.0, 40)])
+def test_simcse_mix_bounds(ratio, identical):
+    mixed = mix_identical_pairs(_consecutive_pairs(40), ratio, seed=0)
+    assert sum(first == second for first, second in mixed.pairs) == identical
+    assert mixed.stats.simcse_pairs == identical
+
+
+@pytest.mark.parametrize("ratio", [-0.1, 1.5])
+def test_simcse_ratio_outside_unit_interval_is_rejected(ratio):
+    with pytest.raises(ConfigError, match=f"data.simcse_ratio must be between 0 and 1, got {ratio}"):
+        load_recipe(None, [f"data.simcse_ratio={ratio}"])
+    with pytest.raises(ConfigError, match="use a share between 0 and 1"):
+        mix_identical_pairs(_consecutive_pairs(4), ratio, seed=0)
+
+
 # --- recipe keys --------------------------------------------------------------------------------------
 
-LEVER_OVERRIDES = ["objective.lambda_warmup_steps=10", "training.freeze_layers=2", "training.l2sp=0.01"]
+LEVER_OVERRIDES = [
+    "objective.lambda_warmup_steps=10",
+    "training.freeze_layers=2",
+    "training.l2sp=0.01",
+    "data.simcse_ratio=0.2",
+]
 
 
 def test_lever_defaults_keep_fingerprint():

@@ -66,6 +66,11 @@ class DataConfig:
     pair_columns: list[str] | None = _help("hf_dataset: two columns that hold a pair in each row.", None)
     streaming: bool = _help("hf_dataset: stream rows instead of downloading the whole dataset.", False)
     max_rows: int | None = _help("hf_dataset: read at most this many rows (null: all).", None)
+    simcse_ratio: float = _help(
+        "Share of the pairs, 0 to 1, replaced by identical pairs (a pair's first sentence with itself, as in "
+        "unsupervised SimCSE, dropout making the two views differ); the rows are drawn with training.seed.",
+        0.0,
+    )
 
 
 @dataclass
@@ -325,6 +330,7 @@ def validate(recipe: Recipe) -> None:
             data.pair_columns is None or len(data.pair_columns) == 2,
             f"data.pair_columns must name 2 columns, got {data.pair_columns}",
         ),
+        (0 <= data.simcse_ratio <= 1, f"data.simcse_ratio must be between 0 and 1, got {data.simcse_ratio}"),
         (objective.alpha > 0, f"objective.alpha must be > 0, got {objective.alpha}"),
         (objective.t > 0, f"objective.t must be > 0, got {objective.t}"),
         (objective.lam >= 0, f"objective.lambda must be >= 0, got {objective.lam}"),

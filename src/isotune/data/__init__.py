@@ -5,7 +5,7 @@ from isotune.data.hf_datasets import pairs_from_hf_dataset
 from isotune.data.load import load_pairs
 from isotune.data.pair_files import pairs_from_file
 from isotune.data.pair_set import PairSet
-from isotune.data.simcse import identical_pairs
+from isotune.data.simcse import identical_pairs, mix_identical_pairs
 from isotune.data.stats import PairStats
 from isotune.data.text import read_text_lines
 
@@ -14,6 +14,7 @@ __all__ = [
     "PairStats",
     "identical_pairs",
     "load_pairs",
+    "mix_identical_pairs",
     "pairs_from_books",
     "pairs_from_file",
     "pairs_from_hf_dataset",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import random
 from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
@@ -71,6 +73,30 @@ def identical_pairs(
             "Pass non-empty sentences or change the word bounds."
         )
     return PairSet(pairs=pairs, stats=stats, source=f"SimCSE identical pairs: {where}")
+
+
+def mix_identical_pairs(pair_set: PairSet, ratio: float, seed: int) -> PairSet:
+    """Replace a share `ratio` of the pairs by identical pairs, each pair's first text with itself.
+
+    Mixes unsupervised SimCSE positives (two dropout views of one sentence) into other pairs such as
+    consecutive sentences. The replaced rows are `round(ratio * len(pairs))` rows drawn with a generator
+    seeded by `seed`, so a run and its resume replace the same rows; the order of the pairs is kept. The
+    returned stats count the replaced pairs in `simcse_pairs`.
+
+    Raises:
+        ConfigError: when `ratio` is outside [0, 1].
+    """
+    if not 0 <= ratio <= 1:
+        raise ConfigError(f"Invalid SimCSE pair ratio {ratio}: use a share between 0 and 1 (data.simcse_ratio).")
+    count = round(ratio * len(pair_set.pairs))
+    if count == 0:
+        return pair_set
+    pairs = list(pair_set.pairs)
+    for row in random.Random(seed).sample(range(len(pairs)), count):
+        pairs[row] = (pairs[row][0], pairs[row][0])
+    stats = dataclasses.replace(pair_set.stats, simcse_pairs=pair_set.stats.simcse_pairs + count)
+    source = f"{pair_set.source}, {count:,} of them replaced by SimCSE identical pairs"
+    return PairSet(pairs=pairs, stats=stats, source=source)
 
 
 def _check_sentences(sentences: Sequence[str]) -> list[str]:

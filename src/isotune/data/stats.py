@@ -16,6 +16,7 @@ _LABELS = {
     "too_long": "sentences dropped as too long",
     "empty_fields": "rows skipped for an empty text field",
     "single_sentence_files": "files with fewer than 2 sentences (no pair)",
+    "simcse_pairs": "pairs replaced by identical (SimCSE) pairs",
 }
 
 
@@ -24,7 +25,8 @@ class PairStats:
     """Counts of a pair loader's input, skipped items and output.
 
     For datasets, `lines` counts rows read. For pair files and two-column datasets the length filter
-    applies to each text, so `sentences`, `too_short` and `too_long` count texts, not rows.
+    applies to each text, so `sentences`, `too_short` and `too_long` count texts, not rows. `simcse_pairs`
+    counts the pairs that `mix_identical_pairs` replaced by identical pairs (data.simcse_ratio).
     """
 
     files: int = 0
@@ -37,6 +39,7 @@ class PairStats:
     empty_fields: int = 0
     single_sentence_files: int = 0
     pairs: int = 0
+    simcse_pairs: int = 0
 
     def summary(self) -> str:
         """Format the counters as one "label: count" line each: pairs always, the others when nonzero."""

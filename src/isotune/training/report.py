@@ -57,7 +57,12 @@ def render_report(
 
 
 # Recipe keys against the narrow cone that the report lists when they differ from their defaults.
-LEVER_KEYS = (("objective", "lambda_warmup_steps"), ("training", "freeze_layers"), ("training", "l2sp"))
+LEVER_KEYS = (
+    ("objective", "lambda_warmup_steps"),
+    ("training", "freeze_layers"),
+    ("training", "l2sp"),
+    ("data", "simcse_ratio"),
+)
 
 
 def _lever_lines(recipe: Recipe) -> list[str]:

@@ -12,7 +12,14 @@ from typing import Any
 from sentence_transformers import SentenceTransformer
 
 import isotune
-from isotune.data import PairSet, identical_pairs, pairs_from_books, pairs_from_file, pairs_from_hf_dataset
+from isotune.data import (
+    PairSet,
+    identical_pairs,
+    mix_identical_pairs,
+    pairs_from_books,
+    pairs_from_file,
+    pairs_from_hf_dataset,
+)
 from isotune.distributed import run_on_main
 from isotune.encoder import build_encoder, make_embedder
 from isotune.errors import ConfigError, DataError
@@ -125,6 +132,9 @@ def run_training(
             f"(training.batch_size={recipe.training.batch_size} x {accelerator.num_processes} process(es)); "
             "lower training.batch_size or provide more pairs."
         )
+    # Geometry sentences come from the pairs before mixing, so they do not depend on data.simcse_ratio.
+    sentences = sample_sentences(pair_set.pairs, recipe.evaluation.geometry_sentences, recipe.training.seed)
+    pair_set = mix_identical_pairs(pair_set, recipe.data.simcse_ratio, recipe.training.seed)
     model = build_encoder(recipe.model, device=str(device))
     check_freeze_layers(model, recipe.training.freeze_layers)  # before the base model's evaluation
     unique_texts = sorted({text for pair in pair_set.pairs for text in pair})
@@ -143,7 +153,6 @@ def run_training(
         )
         write_text_atomic(run_dir / RECIPE_FILE, recipe.to_yaml())
 
-    sentences = sample_sentences(pair_set.pairs, recipe.evaluation.geometry_sentences, recipe.training.seed)
     data_root = Path(recipe.evaluation.data_root)
     metrics_path = run_dir / "metrics.json"
     metrics: dict[str, Any] = {}

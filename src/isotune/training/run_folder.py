@@ -33,6 +33,7 @@ _KEYS_ADDED_LATER = {
     ("objective", "lambda_warmup_steps"): 0,
     ("training", "freeze_layers"): 0,
     ("training", "l2sp"): 0.0,
+    ("data", "simcse_ratio"): 0.0,
 }
 
 
