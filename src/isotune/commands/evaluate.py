@@ -16,7 +16,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "folder's model/ or a checkpoint (RUN/checkpoints/step-N) on STS (Spearman x100 of cosine "
         "similarity), SentEval transfer tasks (logistic regression accuracy) and geometry (alignment, "
         "uniformity, average cosine, isotropy, effective rank, top principal component share). Tasks whose "
-        "data is missing are reported and skipped. See docs/evaluation.md.",
+        "data is missing are reported and skipped. --layers measures the hidden states of every layer. See "
+        "docs/evaluation.md.",
     )
     parser.add_argument(
         "model", help="model folder, run folder, checkpoint folder, or Hub id (all-MiniLM-L6-v2 works offline)"
@@ -26,9 +27,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         nargs="+",
         default=None,
         metavar="TASK",
-        help="tasks or groups to run (default: sts geometry). Groups: sts = stsb-dev stsb-train stsb-test "
-        "sts12 sts13 sts14 sts15 sts16 sick-trial sick-train sick-test; transfer = mr cr subj mpqa sst2 trec "
-        "mrpc. Transfer tasks embed about 120,000 sentences.",
+        help="tasks or groups to run (default: sts geometry, or none with --layers). Groups: sts = stsb-dev "
+        "stsb-train stsb-test sts12 sts13 sts14 sts15 sts16 sick-trial sick-train sick-test; transfer = mr cr subj "
+        "mpqa sst2 trec mrpc. Transfer tasks embed about 120,000 sentences.",
     )
     parser.add_argument(
         "--data-root",
@@ -61,6 +62,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default="stsb-dev",
         help="STS task whose pairs with gold score >= 4 measure alignment, and whose sentences form the "
         "geometry sample (default: stsb-dev)",
+    )
+    parser.add_argument(
+        "--layers",
+        action="store_true",
+        help="also measure average cosine, uniformity and effective rank of the mean-pooled hidden states at "
+        "every layer, on the sentences of --geometry-pairs; a run folder or checkpoint is compared with its "
+        "base model. Without --tasks, no task runs.",
+    )
+    parser.add_argument(
+        "--layers-base",
+        metavar="MODEL2",
+        help="with --layers: the model to compare with, in place of the run's base model",
+    )
+    parser.add_argument(
+        "--layers-sentences",
+        type=int,
+        metavar="N",
+        help="with --layers: distinct sentences sampled from --geometry-pairs (default: 2000)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of samples, folds and bootstrap (default: 0)")
     parser.add_argument(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from isotune.errors import DataError
+from isotune.errors import ConfigError, DataError
 from isotune.evaluation.bootstrap import DEFAULT_CONFIDENCE
 from isotune.evaluation.embedding import CachedEmbedder, EmbedFunction
 from isotune.evaluation.postprocess import PostprocessSpec, fit_postprocessor, parse_postprocess
@@ -95,9 +95,14 @@ def score_variants(
 
 
 def results_document(
-    args: argparse.Namespace, source, data: SuiteData, variants: list[Variant], seconds: float
+    args: argparse.Namespace,
+    source,
+    data: SuiteData,
+    variants: list[Variant],
+    seconds: float,
+    layers: dict | None = None,
 ) -> dict:
-    """Return the JSON document of an evaluation (schema in docs/evaluation.md)."""
+    """Return the JSON document of an evaluation (schema in docs/evaluation.md); `layers` is None without --layers."""
     from isotune import __version__
 
     return {
@@ -132,6 +137,7 @@ def results_document(
             {"label": variant.label, "postprocess": variant.postprocess, "results": variant.results}
             for variant in variants
         ],
+        "layers": layers,
     }
 
 
@@ -169,35 +175,9 @@ def write_plots(folder: Path, variants: list[Variant], data: SuiteData) -> list[
     return [path for path in written if path is not None]
 
 
-def evaluate_command(args: argparse.Namespace) -> int:
-    """Run `isotune eval` with the parsed `args`; return the exit status."""
-    from isotune.encoder import make_embedder
-    from isotune.evaluation.model_source import load_model
+def task_tables(variants: list[Variant], data: SuiteData) -> str:
+    """Return the Markdown tables of the scored tasks: the summary, then STS and geometry details."""
     from isotune.evaluation.report import geometry_detail_table, results_table, sts_detail_table
-    from isotune.fileio import write_json_atomic, write_text_atomic
-
-    start = time.perf_counter()
-    args.tasks = args.tasks or list(CLI_DEFAULT_TASKS)
-    specs = [parse_postprocess(text) for text in args.postprocess]
-    show_progress = not args.quiet
-    data = load_suite_data(
-        resolve_tasks(args.tasks),
-        args.data_root,
-        seed=args.seed,
-        sts_source=args.sts_source,
-        on_missing="skip",
-        geometry_pairs=args.geometry_pairs,
-    )
-    for name, reason in data.skipped.items():
-        print(f"Skipped {name}: {reason}")
-    if not data.tasks:
-        raise DataError(f"None of the requested tasks ({', '.join(args.tasks)}) has data under {args.data_root}.")
-    fit_texts = corpus_texts(args.fit_corpus, args.data_root, args.sts_source) if specs else None
-
-    model, source = load_model(args.model, device=args.device)
-    raw = CachedEmbedder(make_embedder(model, args.batch_size))
-    variants = build_variants(args.model, raw, specs, args.fit_corpus, fit_texts, show_progress)
-    score_variants(variants, data, seed=args.seed, num_resamples=args.bootstrap, show_progress=show_progress)
 
     rows = {variant.label: variant.results for variant in variants}
     markdown = results_table(rows)
@@ -205,15 +185,73 @@ def evaluate_command(args: argparse.Namespace) -> int:
         markdown += "\n" + sts_detail_table(variants[0].results)
     if "geometry" in data.tasks:
         markdown += "\n" + geometry_detail_table(rows)
+    return markdown
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    """Run `isotune eval` with the parsed `args`; return the exit status."""
+    from isotune.encoder import make_embedder
+    from isotune.evaluation.layers_command import (
+        base_model,
+        check_layer_options,
+        evaluate_layer_models,
+        layer_sentences,
+        layers_table,
+        write_layers_plot,
+    )
+    from isotune.evaluation.model_source import load_model
+    from isotune.fileio import write_json_atomic, write_text_atomic
+
+    start = time.perf_counter()
+    check_layer_options(args)
+    if args.tasks is None:
+        args.tasks = [] if args.layers else list(CLI_DEFAULT_TASKS)
+    specs = [parse_postprocess(text) for text in args.postprocess]
+    if specs and not args.tasks:
+        raise ConfigError("--postprocess applies to tasks, and --layers without --tasks runs none; add --tasks.")
+    show_progress = not args.quiet
+    data = SuiteData(tasks=[])
+    if args.tasks:
+        data = load_suite_data(
+            resolve_tasks(args.tasks),
+            args.data_root,
+            seed=args.seed,
+            sts_source=args.sts_source,
+            on_missing="skip",
+            geometry_pairs=args.geometry_pairs,
+        )
+        for name, reason in data.skipped.items():
+            print(f"Skipped {name}: {reason}")
+        if not data.tasks:
+            raise DataError(f"None of the requested tasks ({', '.join(args.tasks)}) has data under {args.data_root}.")
+    fit_texts = corpus_texts(args.fit_corpus, args.data_root, args.sts_source) if specs else None
+    sentences = layer_sentences(args) if args.layers else None
+    base = base_model(args) if args.layers else None
+
+    model, source = load_model(args.model, device=args.device)
+    variants: list[Variant] = []
+    markdown = ""
+    if data.tasks:
+        raw = CachedEmbedder(make_embedder(model, args.batch_size))
+        variants = build_variants(args.model, raw, specs, args.fit_corpus, fit_texts, show_progress)
+        score_variants(variants, data, seed=args.seed, num_resamples=args.bootstrap, show_progress=show_progress)
+        markdown = task_tables(variants, data)
+    layers = None
+    if sentences is not None:
+        layers = evaluate_layer_models(args, model, base, sentences)
+        markdown += ("\n" if markdown else "") + layers_table(layers)
     print(markdown)
     if args.markdown is not None:
         write_text_atomic(args.markdown, markdown)
         print(f"Tables written to {args.markdown}")
     if args.output is not None:
-        document = results_document(args, source, data, variants, time.perf_counter() - start)
+        document = results_document(args, source, data, variants, time.perf_counter() - start, layers)
         write_json_atomic(args.output, document)
         print(f"Results written to {args.output}")
     if args.plots is not None:
-        for path in write_plots(args.plots, variants, data):
+        written = write_plots(args.plots, variants, data) if variants else []
+        if layers is not None:
+            written.append(write_layers_plot(layers, args.plots))
+        for path in written:
             print(f"Plot written to {path}")
     return 0

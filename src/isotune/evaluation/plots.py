@@ -4,6 +4,7 @@
 - `plot_alignment_uniformity`: each model as a point in the alignment-uniformity plane, as in figure 2
   of Gao, Yao and Chen, "SimCSE: Simple Contrastive Learning of Sentence Embeddings", EMNLP 2021.
 - `plot_spectrum`: the singular values of each model's sample matrix, divided by the largest.
+- `plot_layers`: average cosine, uniformity and effective rank of mean-pooled hidden states per layer.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402 (the backend is chosen before pyplot is imported)
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from isotune.evaluation.tasks import GEOMETRY_TASK  # noqa: E402
 
@@ -76,4 +78,31 @@ def plot_spectrum(rows: dict[str, dict[str, dict]], path: Path) -> Path | None:
     axes.set_ylabel("singular value s_k / s_1")
     axes.set_title("singular-value spectrum of the sentence sample")
     axes.legend(fontsize=8)
+    return _save(figure, path)
+
+
+# Panels of `plot_layers`: measure key -> axis label.
+LAYER_PANELS = {
+    "average_cosine": "average cosine",
+    "uniformity": "uniformity (lower is more uniform)",
+    "effective_rank": "effective rank",
+}
+
+
+def plot_layers(models: dict[str, list[dict]], path: Path) -> Path:
+    """Plot each measure of `LAYER_PANELS` against the layer, one line per model, in three panels.
+
+    `models` maps a legend label to the `layers` list of `isotune.evaluation.layers.evaluate_layers`.
+    """
+    figure, panels = plt.subplots(1, len(LAYER_PANELS), figsize=(12, 3.8))
+    for axes, (key, label) in zip(panels, LAYER_PANELS.items(), strict=True):
+        for model_label, layers in models.items():
+            indices = [layer["layer"] for layer in layers]
+            axes.plot(indices, [layer[key] for layer in layers], marker="o", label=model_label)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.set_xlabel("layer (0 = embedding output)")
+        axes.set_ylabel(label)
+        axes.grid(alpha=0.3)
+    panels[0].legend(fontsize=8)
+    figure.suptitle("mean-pooled hidden states per layer")
     return _save(figure, path)
