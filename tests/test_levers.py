@@ -4,12 +4,17 @@ SimCSE pair mixing and EMA weights."""
 from __future__ import annotations
 
 import hashlib
+import json
+import shutil
+import types
 import typing
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from accelerate.utils import DistributedType
+from safetensors.torch import load_file
 
 from conftest import tiny_recipe
 from isotune.data import PairSet, PairStats, mix_identical_pairs
@@ -17,10 +22,11 @@ from isotune.distributed import world_size
 from isotune.encoder import build_encoder
 from isotune.errors import ConfigError
 from isotune.losses import info_nce_loss, same_text_mask, uniformity_loss
-from isotune.recipe import OBJECTIVE_KEYS, ObjectiveConfig, Recipe, load_recipe
+from isotune.recipe import OBJECTIVE_KEYS, ObjectiveConfig, Recipe, TrainingConfig, load_recipe
+from isotune.training.ema import EmaModel
 from isotune.training.loop import make_accelerator, train
 from isotune.training.objective import compute_global_objective, compute_objective, objective_at_step
-from isotune.training.regularizers import L2SPPenalty
+from isotune.training.regularizers import L2SPPenalty, check_regularizers_supported
 from isotune.training.run import load_training_pairs, run_training
 from isotune.training.run_folder import recipe_fingerprint
 from test_cached import _gradients
@@ -335,6 +341,115 @@ def test_simcse_ratio_outside_unit_interval_is_rejected(ratio):
         mix_identical_pairs(_consecutive_pairs(4), ratio, seed=0)
 
 
+# --- EMA weights --------------------------------------------------------------------------------------
+
+
+def test_ema_follows_weights_with_decay(tmp_path):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 2))
+    model[0].requires_grad_(False)
+    ema = EmaModel(model, decay=0.9)
+    start = {name: parameter.detach().clone() for name, parameter in model.named_parameters()}
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(1.0)
+    ema.update(model)
+    averaged = dict(ema.model.named_parameters())
+    assert torch.allclose(averaged["1.weight"], start["1.weight"] + 0.1)
+    assert torch.allclose(averaged["1.bias"], start["1.bias"] + 0.1)
+    assert torch.equal(averaged["0.weight"], start["0.weight"]), "frozen parameters are not averaged"
+
+
+def test_ema_restore_is_exact(tmp_path):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 4)
+    ema = EmaModel(model, decay=0.7)
+    with torch.no_grad():
+        model.weight.mul_(3.0)
+    ema.update(model)
+    ema.save(tmp_path)
+    restored = EmaModel(torch.nn.Linear(4, 4), decay=0.7)
+    restored.restore(tmp_path, model)
+    for (name, expected), actual in zip(ema.model.named_parameters(), restored.model.parameters(), strict=True):
+        assert torch.equal(expected, actual), name
+
+
+def test_ema_restore_rejects_other_parameters(tmp_path):
+    EmaModel(torch.nn.Linear(4, 4), decay=0.5).save(tmp_path)
+    other = torch.nn.Sequential(torch.nn.Linear(4, 4))
+    with pytest.raises(ConfigError, match="does not match the model's trainable parameters"):
+        EmaModel(other, decay=0.5).restore(tmp_path, other)
+
+
+@pytest.mark.parametrize("decay", [0, 1, 1.5, -0.5])
+def test_ema_decay_outside_unit_interval_is_rejected(decay):
+    with pytest.raises(ConfigError, match=f"training.ema_decay must be between 0 and 1 .*got {decay}"):
+        load_recipe(None, [f"training.ema_decay={decay}"])
+
+
+@pytest.mark.parametrize(("setting", "value"), [("l2sp", 0.1), ("ema_decay", 0.99)])
+@pytest.mark.parametrize("launch", [DistributedType.FSDP, DistributedType.DEEPSPEED])
+def test_sharded_launch_rejects_weight_copies(setting, value, launch):
+    config = TrainingConfig(**{setting: value})
+    # Only the launch type is read; FSDP and DeepSpeed themselves need GPUs.
+    accelerator = types.SimpleNamespace(distributed_type=launch)
+    with pytest.raises(ConfigError, match=f"training.{setting}={value} is not supported under {launch.value}"):
+        check_regularizers_supported(config, accelerator)
+
+
+LEVER_SETTINGS = (
+    "objective.name=info_nce_uniform",
+    "objective.lambda=0.5",
+    "objective.lambda_warmup_steps=4",
+    "training.freeze_layers=1",
+    "training.l2sp=0.1",
+    "training.ema_decay=0.8",
+    "data.simcse_ratio=0.3",
+    "training.keep_best=false",
+    "training.keep_checkpoints=5",
+    "evaluation.tasks=[stsb-dev]",
+)
+
+
+@pytest.mark.slow
+def test_resume_with_every_lever_is_exact(tiny_bert, corpus, tmp_path):
+    straight = tmp_path / "straight"
+    metrics = run_training(tiny_recipe(tiny_bert, corpus, straight, *LEVER_SETTINGS))
+
+    resumed = tmp_path / "resumed"
+    recipe = tiny_recipe(tiny_bert, corpus, resumed, *LEVER_SETTINGS)
+    run_training(recipe)
+    # Roll the run back to its step-4 checkpoint, as if it had died at step 5.
+    for later in ("step-0000008", "step-0000012"):
+        shutil.rmtree(resumed / "checkpoints" / later)
+    shutil.rmtree(resumed / "model")
+    resumed_metrics = run_training(recipe, resume=True)
+
+    expected = load_file(str(straight / "model" / "model.safetensors"))
+    actual = load_file(str(resumed / "model" / "model.safetensors"))
+    assert expected.keys() == actual.keys()
+    for key in expected:
+        assert torch.equal(expected[key], actual[key]), key
+    assert resumed_metrics["history"] == metrics["history"]
+
+    # The saved model is the average, not the raw weights of the last step.
+    raw = load_file(str(straight / "checkpoints" / "step-0000012" / "model.safetensors"))
+    top_layer = next(key for key in expected if "layer.1.attention.self.query.weight" in key)
+    raw_key = next(key for key in raw if key.endswith(top_layer.split("model.", 1)[-1]))
+    assert not torch.equal(expected[top_layer], raw[raw_key])
+    assert (straight / "checkpoints" / "step-0000012" / "ema.safetensors").is_file()
+
+    history = metrics["history"]
+    assert [entry["lambda"] for entry in history[:5]] == [0.0, 0.125, 0.25, 0.375, 0.5]
+    assert all("info_nce" in entry and "l2sp" in entry for entry in history)
+    run_info = json.loads((straight / "run.json").read_text(encoding="utf-8"))
+    assert run_info["data"]["simcse_pairs"] == round(0.3 * run_info["data"]["pairs"])
+    report = (straight / "report.md").read_text(encoding="utf-8")
+    assert "InfoNCE + uniformity (temperature 0.05, t 2, lambda 0.5)" in report
+    for shown in ("lambda_warmup_steps 4", "freeze_layers 1", "l2sp 0.1", "simcse_ratio 0.3", "ema_decay 0.8"):
+        assert shown in report, shown
+
+
 # --- recipe keys --------------------------------------------------------------------------------------
 
 LEVER_OVERRIDES = [
@@ -342,6 +457,7 @@ LEVER_OVERRIDES = [
     "training.freeze_layers=2",
     "training.l2sp=0.01",
     "data.simcse_ratio=0.2",
+    "training.ema_decay=0.999",
 ]
 
 

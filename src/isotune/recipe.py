@@ -150,6 +150,12 @@ class TrainingConfig:
         "from loss; keeps a copy of the base weights in memory.",
         0.0,
     )
+    ema_decay: float | None = _help(
+        "Keep an exponential moving average of the trainable weights, average = decay x average + (1 - decay) x "
+        "weights after each step, starting from the base weights; dev evaluation and the saved model use it. "
+        "Between 0 and 1, e.g. 0.99 (null: off). Keeps one more copy of the model in memory.",
+        None,
+    )
 
 
 @dataclass
@@ -371,6 +377,10 @@ def validate(recipe: Recipe) -> None:
         ),
         (training.eval_every >= 0, f"training.eval_every must be >= 0, got {training.eval_every}"),
         (training.l2sp >= 0, f"training.l2sp must be >= 0 (0: off), got {training.l2sp}"),
+        (
+            training.ema_decay is None or 0 < training.ema_decay < 1,
+            f"training.ema_decay must be between 0 and 1 (exclusive) or null (off), got {training.ema_decay}",
+        ),
         (
             training.freeze_layers >= 0,
             f"training.freeze_layers must be >= 0 (0: freeze nothing), got {training.freeze_layers}",

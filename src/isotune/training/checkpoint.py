@@ -16,6 +16,7 @@ import logging
 import pickle
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,11 +49,19 @@ class TrainerState:
     num_processes: int = 1
 
 
-def save_checkpoint(accelerator: Accelerator, root: Path, state: TrainerState, keep: int) -> Path:
+def save_checkpoint(
+    accelerator: Accelerator,
+    root: Path,
+    state: TrainerState,
+    keep: int,
+    write_extra: Callable[[Path], None] | None = None,
+) -> Path:
     """Write the model, optimizer, scheduler and RNG states plus `state` to `root/step-NNNNNNN`.
 
     Must be called on every process of the launch. The main process stages the folder, every process
     writes its part into it, and the main process writes `state` last and renames the folder into place.
+    `write_extra`, when given, is called on the main process with the staging folder to add more files
+    (such as the EMA weights) before `state`.
     """
     path = root / f"step-{state.step:07d}"
     # NOTE: an exception on one process while writing leaves the others waiting at the barrier below until
@@ -64,6 +73,8 @@ def save_checkpoint(accelerator: Accelerator, root: Path, state: TrainerState, k
         accelerator.save_state(staging_name[0])
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
+            if write_extra is not None:
+                write_extra(staging)
             write_json_atomic(staging / STATE_FILE, asdict(state))
     if accelerator.is_main_process:
         for old in list_checkpoints(root)[:-keep]:

@@ -23,6 +23,7 @@ from isotune.recipe import Recipe
 from isotune.training.batches import PairBatcher
 from isotune.training.cached import CachedEmbeddings
 from isotune.training.checkpoint import TrainerState, list_checkpoints, load_checkpoint, save_checkpoint
+from isotune.training.ema import EmaModel
 from isotune.training.embedding import embed_by_length
 from isotune.training.objective import compute_global_objective, objective_at_step
 from isotune.training.regularizers import L2SPPenalty, check_regularizers_supported, freeze_lower_layers
@@ -102,6 +103,8 @@ def train(
         logger.info("Froze %d parameters (training.freeze_layers=%d).", frozen, config.freeze_layers)
     # Made from the model as passed in, the base model even on --resume, since the checkpoint loads later.
     l2sp = L2SPPenalty(model, config.l2sp) if config.l2sp else None
+    # Only the main process evaluates and saves, so only it keeps the averaged weights.
+    ema = EmaModel(model, config.ema_decay) if config.ema_decay is not None and accelerator.is_main_process else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = get_scheduler(
         config.scheduler,
@@ -128,6 +131,8 @@ def train(
                     f"set training.max_steps to at least {state.step} to continue it."
                 )
             scheduler.load_state_dict(state.scheduler)
+            if ema is not None:
+                ema.restore(checkpoints[-1], accelerator.unwrap_model(model))
             if accelerator.is_main_process:
                 logger.info("Resumed from %s at step %d.", checkpoints[-1], state.step)
         elif accelerator.is_main_process:
@@ -146,6 +151,8 @@ def train(
         scheduler.step()
         state.step += 1
         state.scheduler = scheduler.state_dict()
+        if ema is not None:
+            ema.update(accelerator.unwrap_model(model))
         progress.update(1)
         progress.set_postfix(
             loss=f"{step_logs['loss']:.4f}",
@@ -157,19 +164,20 @@ def train(
 
         last = state.step == config.max_steps
         if last or (config.eval_every and state.step % config.eval_every == 0):
-            main_model = _model_for_main(accelerator, model, full_copy)
+            main_model = ema.model if ema is not None else _model_for_main(accelerator, model, full_copy)
             if accelerator.is_main_process:
                 _evaluate_and_keep(recipe, main_model, run_dir, state, dev_scorer, last)
             accelerator.wait_for_everyone()
         if config.checkpoint_every and (state.step % config.checkpoint_every == 0 or last):
-            save_checkpoint(accelerator, checkpoint_root, state, keep=config.keep_checkpoints)
+            write_ema = ema.save if ema is not None else None
+            save_checkpoint(accelerator, checkpoint_root, state, keep=config.keep_checkpoints, write_extra=write_ema)
     progress.close()
     # Decided on the main process, because the others may not see its files on a multi-machine launch.
     model_missing = [not (run_dir / "model").is_dir()]
     if accelerator.num_processes > 1:
         broadcast_object_list(model_missing)
     if model_missing[0]:
-        main_model = _model_for_main(accelerator, model, full_copy)
+        main_model = ema.model if ema is not None else _model_for_main(accelerator, model, full_copy)
         if accelerator.is_main_process:
             save_encoder(main_model, run_dir / "model")
     accelerator.wait_for_everyone()

@@ -62,6 +62,7 @@ LEVER_KEYS = (
     ("training", "freeze_layers"),
     ("training", "l2sp"),
     ("data", "simcse_ratio"),
+    ("training", "ema_decay"),
 )
 
 

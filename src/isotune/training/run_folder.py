@@ -34,6 +34,7 @@ _KEYS_ADDED_LATER = {
     ("training", "freeze_layers"): 0,
     ("training", "l2sp"): 0.0,
     ("data", "simcse_ratio"): 0.0,
+    ("training", "ema_decay"): None,
 }
 
 
