@@ -119,7 +119,7 @@ def test_sweep_folder_accepts_added_values(tmp_path):
 
 def test_sweep_folder_rejects_dropped_runs(tmp_path):
     write_record(tmp_path, _record("alpha=1,2"))
-    with pytest.raises(ConfigError, match="holds runs that this grid does not produce: align_uniform-alpha2"):
+    with pytest.raises(ConfigError, match="contains runs that this grid does not produce: align_uniform-alpha2"):
         check_folder(tmp_path, _record("alpha=1"))
     with pytest.raises(ConfigError, match="the recorded grid is objective.name=align_uniform objective.alpha=1.0,2.0"):
         check_folder(tmp_path, _record("alpha=1,2", "t=1,2"))
@@ -179,7 +179,7 @@ def test_run_folder_of_other_recipe_is_rejected(tmp_path, capsys):
     status = main(["sweep", str(SWEEP_RECIPE), "--grid", "alpha=1,2", "--output-dir", str(tmp_path), "--dry-run"])
     err = capsys.readouterr().err
     assert status == 2
-    assert f"Sweep run folder {run_dir} holds a run of another recipe (changed: objective.alpha)" in err
+    assert f"Sweep run folder {run_dir} contains a run of another recipe (changed: objective.alpha)" in err
 
 
 # --- Real tiny sweeps -------------------------------------------------------------------------------------
@@ -240,7 +240,7 @@ def test_tiny_sweep_writes_outputs_then_skips_and_resumes(tiny_bert, corpus, tmp
     assert not [record for record in caplog.records if record.getMessage().startswith("Evaluating the base model")]
 
     # Roll the second run back to its step-2 checkpoint, as if it had died at step 3: it resumes. Its model/
-    # stays, because it holds the best model so far (step 2), as it would after such a crash.
+    # stays, because it contains the best model so far (step 2), as it would after such a crash.
     assert len(before) == 2
     run_dir = folder / names[1]
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
@@ -261,7 +261,7 @@ def test_tiny_sweep_writes_outputs_then_skips_and_resumes(tiny_bert, corpus, tmp
     # A grid that drops a recorded run is rejected before any work.
     status = main(["sweep", str(recipe), "--grid", "lambda=1", "--output-dir", str(folder)])
     assert status == 2
-    assert "holds runs that this grid does not produce: align_uniform-lambda0.5" in capsys.readouterr().err
+    assert "contains runs that this grid does not produce: align_uniform-lambda0.5" in capsys.readouterr().err
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ class SweepRun:
     """One run of a sweep: its folder name, its grid values and the `--set` overrides that give them.
 
     `values` maps each grid key that the run's objective reads (dotted recipe keys, in recipe order) to
-    its value as the recipe holds it; `objective.name` is always included.
+    its value as the recipe stores it. `objective.name` is always included.
     """
 
     name: str
@@ -141,9 +141,9 @@ def expand_grid(grid: dict[str, list[str]], recipe_path: Path | None, base_overr
     does not read keeps its base value and is left out of the run's name and values.
 
     Raises:
-        ConfigError: when a grid key is also in `base_overrides`, when an objective is unknown, when a key
-            has no effect on any objective of the sweep, when a run's recipe is invalid (naming the run's
-            values and the key), or when two value texts give the same run.
+        ConfigError: when a grid key is also in `base_overrides` or an objective is unknown. Also when a
+            key has no effect on any objective of the sweep, when a run's recipe is invalid (the message
+            names the run's values and the key), or when two value texts give the same run.
     """
     base = load_recipe(recipe_path, base_overrides)
     overridden = {override.partition("=")[0].strip() for override in base_overrides}
@@ -219,8 +219,8 @@ def _labels(grid: dict[str, list[str]]) -> dict[str, str]:
     """Return the short label of each grid key in run names: alpha, t, lambda, temperature or the last part."""
     short_names = {dotted: short for short, dotted in SHORT_KEYS.items()}
     labels = {key: short_names.get(key, key.rpartition(".")[2]) for key in grid}
-    taken = list(labels.values())
-    return {key: label if taken.count(label) == 1 else key.replace(".", "_") for key, label in labels.items()}
+    all_labels = list(labels.values())
+    return {key: label if all_labels.count(label) == 1 else key.replace(".", "_") for key, label in labels.items()}
 
 
 def _make_run(
@@ -230,7 +230,7 @@ def _make_run(
     keys: list[str],
     labels: dict[str, str],
 ) -> SweepRun:
-    """Validate one combination's recipe and name its run after the values that the recipe holds."""
+    """Validate one combination's recipe and name its run after the values that the recipe stores."""
     try:
         recipe = load_recipe(recipe_path, [*base_overrides, *overrides])
     except ConfigError as error:

@@ -42,7 +42,7 @@ def plot_scores_against_key(
 ) -> Path | None:
     """Plot each score against the values of one grid key: a point per run and a line through the means.
 
-    `points` holds `(value of the key, group, {score: value})` per run; each group (the objective when a
+    `points` contains `(value of the key, group, {score: value})` per run; each group (the objective when a
     sweep has several) gets its own colour and line. Numeric values share a numeric axis (logarithmic when
     all are positive and span a factor of 10 or more); other values are placed in order of appearance.
     Returns None when no run has a value for any of `scores`.
@@ -69,7 +69,11 @@ def plot_scores_against_key(
             axes.plot([x for x, _ in means], [y for _, y in means], color=drawn.get_facecolor()[0], alpha=0.8)
         if numeric and min(keys) > 0 and max(keys) >= 10 * min(keys):
             axes.set_xscale("log")
-        if not numeric:
+        if numeric:
+            ticks = sorted(set(keys))
+            axes.set_xticks(ticks, [f"{tick:g}" for tick in ticks], rotation=20)
+            axes.minorticks_off()
+        else:
             axes.set_xticks(range(len(categories)), categories, rotation=20)
         axes.set_xlabel(key)
         axes.set_ylabel(score)

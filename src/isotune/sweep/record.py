@@ -1,4 +1,4 @@
-"""sweep.json: what a sweep folder holds, and the rule for running another grid into the same folder.
+"""sweep.json: what a sweep folder contains, and the rule for running another grid into the same folder.
 
 A sweep folder accepts a new invocation only when its base recipe (every key but output_dir, after the
 `--set` overrides) is unchanged and its grid produces every run recorded before, with the same values.
@@ -63,8 +63,8 @@ def check_folder(folder: Path, record: dict[str, Any]) -> None:
     """Check that the sweep folder `folder` can take the sweep that `record` describes.
 
     Raises:
-        ConfigError: when `folder` is a file, holds files but no sweep.json, or holds a sweep whose base
-            recipe differs or whose runs the new grid does not all produce.
+        ConfigError: when `folder` is a file, contains files but no sweep.json, or contains a sweep whose
+            base recipe differs or whose runs the new grid does not all produce.
     """
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"Sweep folder {folder} is a file; choose another --output-dir.")
@@ -72,7 +72,7 @@ def check_folder(folder: Path, record: dict[str, Any]) -> None:
     if stored is None:
         if folder.is_dir() and any(folder.iterdir()):
             raise ConfigError(
-                f"Sweep folder {folder} is not empty and has no {SWEEP_FILE}, so it may hold a run or other files. "
+                f"Sweep folder {folder} is not empty and has no {SWEEP_FILE}, so it may contain a run or other files. "
                 "Choose a new --output-dir for the sweep."
             )
         return
@@ -83,17 +83,17 @@ def check_folder(folder: Path, record: dict[str, Any]) -> None:
     ]
     if changed:
         raise ConfigError(
-            f"Sweep folder {folder} holds a sweep of a different base recipe (changed: {', '.join(changed)}). "
+            f"Sweep folder {folder} contains a sweep of a different base recipe (changed: {', '.join(changed)}). "
             f"Use the recorded recipe {stored['recipe']} with --set {' '.join(stored['overrides']) or '(none)'}, "
             "or choose a new --output-dir."
         )
     new_runs = {run["name"]: run["values"] for run in record["runs"]}
     dropped = [run["name"] for run in stored["runs"] if new_runs.get(run["name"]) != run["values"]]
     if dropped:
-        shown = ", ".join(dropped[:5]) + (f" and {len(dropped) - 5} more" if len(dropped) > 5 else "")
+        listed = ", ".join(dropped[:5]) + (f" and {len(dropped) - 5} more" if len(dropped) > 5 else "")
         recorded = " ".join(f"{key}={','.join(map(str, values))}" for key, values in stored["grid"].items())
         raise ConfigError(
-            f"Sweep folder {folder} holds runs that this grid does not produce: {shown}. A sweep folder only "
+            f"Sweep folder {folder} contains runs that this grid does not produce: {listed}. A sweep folder only "
             f"accepts a grid that keeps every recorded run and adds values; the recorded grid is {recorded}. "
             "Extend that grid, or choose a new --output-dir."
         )

@@ -25,7 +25,7 @@ BASE_LABEL = "base model (before training)"
 
 @dataclass
 class RunResult:
-    """What a sweep run's folder holds: its "before" and "after" results, saved step and minutes (None if absent)."""
+    """The results in a sweep run's folder: "before" and "after" results, saved step and minutes (None if absent)."""
 
     run: SweepRun
     before: dict[str, dict] | None
@@ -76,9 +76,10 @@ def write_sweep_outputs(
         "",
         "STS columns are Spearman x 100 of cosine similarity over all pairs of the task; geometry is measured on "
         "L2-normalised embeddings as in each run's report.md. A '-' marks a grid key that the run's objective "
-        "does not read. Minutes are the whole run: evaluation before and after included.",
+        "does not read. Minutes cover evaluation before and after training too, and for a resumed run only the time "
+        "since it resumed.",
         "",
-        _markdown_table(finished, base, grid_keys, columns, table_scores),
+        _markdown_table(finished, base, grid_keys, columns, table_scores).rstrip("\n"),
     ]
     unfinished = [result.run.name for result in results if result.after is None]
     if unfinished:
@@ -106,7 +107,7 @@ def _score_columns(scores: RowScores) -> list[str]:
 
 def _settings_line(record: dict[str, Any]) -> str:
     overrides = " ".join(f"--set {shlex.quote(item)}" for item in record["overrides"]) or "no --set overrides"
-    grid = "; ".join(f"{key} = {', '.join(map(str, values))}" for key, values in record["grid"].items())
+    grid = "; ".join(f"{key} = {', '.join(map(_grid_cell, values))}" for key, values in record["grid"].items())
     return f"Base recipe `{record['recipe']}` with {overrides}. Grid: {grid}. Runs: {len(record['runs'])}."
 
 
@@ -114,7 +115,11 @@ def _markdown_table(
     finished: list[RunResult], base: dict | None, grid_keys: list[str], columns: list[str], scores: RowScores
 ) -> str:
     headers = ["#", "run", *grid_keys, *(score_name(column) for column in columns), "saved step", "minutes"]
-    lines = ["| " + " | ".join(headers) + " |", "|---:|---|" + "---:|" * (len(headers) - 2)]
+    # Grid keys with text values (objective.name, model.name, ...) are left-aligned, numbers right-aligned.
+    text_keys = {key for result in finished for key, value in result.run.values.items() if isinstance(value, str)}
+    alignments = ["---:", "---", *("---" if key in text_keys else "---:" for key in grid_keys)]
+    alignments += ["---:"] * (len(headers) - len(alignments))
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(alignments) + "|"]
     if base is not None:
         cells = ["-", BASE_LABEL, *("-" for _ in grid_keys)]
         cells += [format_score(column, scores.values[BASE_LABEL].get(column)) for column in columns] + ["-", "-"]

@@ -1,9 +1,9 @@
 """Run a sweep: find which runs are finished, which to resume and which are new, then train what is left.
 
 Runs train one after another in this process with `run_training`, or print as `isotune train` commands
-to be launched as separate jobs. A run counts as finished when its metrics.json has "after" results; a
-run folder with a recipe.yaml but no "after" results is resumed from its latest checkpoint (or from
-step 0 when it has none, which `run_training` logs).
+to be launched as separate jobs. A run counts as finished when its metrics.json has "after" results. A
+run folder with a recipe.yaml but no "after" results is resumed from its latest checkpoint, or from step 0
+when it has none (which `run_training` logs).
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ def run_status(folder: Path, recipe: Recipe) -> str:
     """Return FINISHED, RESUME or NEW for the run of `recipe` in `folder`.
 
     Raises:
-        ConfigError: when `folder` is a file, holds files but no recipe.yaml, or holds a run of another recipe.
+        ConfigError: when `folder` is a file, contains files but no recipe.yaml, or contains a run of another
+            recipe.
     """
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"Sweep run folder {folder} is a file; delete it or choose another --output-dir.")
@@ -49,13 +50,13 @@ def run_status(folder: Path, recipe: Recipe) -> str:
         return NEW
     if not (folder / RECIPE_FILE).is_file():
         raise ConfigError(
-            f"Sweep run folder {folder} is not empty but has no {RECIPE_FILE}, so it is no run of this sweep; "
+            f"Sweep run folder {folder} is not empty but {RECIPE_FILE} is missing, so it is not a run of this sweep; "
             "delete it or choose another --output-dir."
         )
     changed = changed_keys(load_recipe(folder / RECIPE_FILE), recipe)
     if changed:
         raise ConfigError(
-            f"Sweep run folder {folder} holds a run of another recipe (changed: {', '.join(changed)}). Delete the "
+            f"Sweep run folder {folder} contains a run of another recipe (changed: {', '.join(changed)}). Delete the "
             "folder to train this run again, or choose another --output-dir."
         )
     metrics = folder / "metrics.json"
@@ -91,7 +92,7 @@ def train_runs(planned: list[PlannedRun], command_for: Callable[[PlannedRun], st
     """Train every run that is not finished, in order, and return `{run name: error}` of the runs that stopped.
 
     A run that stops with a TrainingError (a non-finite loss, for example) is logged and left as it is, and
-    the sweep goes on with the next run; any other exception ends the sweep. Finished runs are skipped.
+    the sweep goes on with the next run. Any other exception ends the sweep. Finished runs are skipped.
     """
     from isotune.training.run import run_training
 
