@@ -177,3 +177,25 @@ def test_compare_rank_by_unknown_score_fails(tmp_path, capsys):
     status = main(["compare", str(folder), "--rank-by", "accuracy"])
     assert status == 2
     assert "Unknown score 'accuracy' to rank by" in capsys.readouterr().err
+
+
+def test_compare_expands_sweep_folder(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    for i in range(3):
+        _write_run(sweep / f"run{i}", _results({"stsb-dev": 80.0 + i}, 0.3 - 0.1 * i, -3.0 - i))
+    names = ["run0", "run1", "run2", "run3"]  # run3 has not trained yet
+    record = {
+        "schema": "isotune-sweep/1",
+        "recipe": "recipe.yaml",
+        "overrides": [],
+        "base_recipe": {},
+        "grid": {},
+        "runs": [{"name": name, "values": {}, "overrides": []} for name in names],
+    }
+    (sweep / "sweep.json").write_text(json.dumps(record), encoding="utf-8")
+    status = main(["compare", str(sweep)])
+    captured = capsys.readouterr()
+    assert status == 0
+    assert f"{sweep}: 1 of 4 sweep runs have no results yet." in captured.err
+    assert "| 1 | run2 after |" in captured.out
+    assert "| alignment | STS avg | 3 | -1.000 |" in captured.out
