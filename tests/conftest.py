@@ -36,7 +36,9 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("tiny-bert")
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ","] + WORDS
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    # transformers 5 ignores `vocab_file` here and would map every word to [UNK]: pass the vocabulary itself.
+    tokenizer = BertTokenizerFast(vocab={word: index for index, word in enumerate(vocab)}, do_lower_case=True)
+    assert tokenizer.unk_token_id not in tokenizer("The man plays guitar.")["input_ids"]
     tokenizer.save_pretrained(folder)
     config = BertConfig(
         vocab_size=len(vocab),

@@ -210,3 +210,68 @@ def test_resume_with_other_process_count_is_rejected(tiny_bert, corpus, tmp_path
     state_file.write_text(json.dumps(state), encoding="utf-8")
     with pytest.raises(ConfigError, match="written by 2 processes, but this launch has 1"):
         run_training(recipe, resume=True)
+
+
+def _nan_word_setup(tiny_bert: Path, corpus: Path, root: Path, word: str) -> tuple[Path, Path]:
+    """Copy the tiny BERT with the embedding row of `word` set to NaN, and books where `word` is rare.
+
+    Only the pairs that contain `word` get a NaN loss, so some micro batches fail and others train: on
+    which process a failing pair lands depends on the data order.
+    """
+    from safetensors.torch import save_file
+    from transformers import AutoTokenizer
+
+    model_dir = root / "nan-word-bert"
+    shutil.copytree(tiny_bert, model_dir)
+    weights = load_file(str(model_dir / "model.safetensors"))
+    key = next(name for name in weights if name.endswith("word_embeddings.weight"))
+    token_id = AutoTokenizer.from_pretrained(str(model_dir)).convert_tokens_to_ids(word)
+    weights[key][token_id] = float("nan")
+    save_file(weights, str(model_dir / "model.safetensors"))
+
+    data = root / "data"
+    (data / "books").mkdir(parents=True)
+    for path in (corpus / "books").iterdir():
+        # Drop the word from every sentence, then put it back into every 40th sentence.
+        sentences = path.read_text(encoding="utf-8").replace(f" {word}", "").split(". ")
+        sentences = [f"{text} {word}" if index % 40 == 7 else text for index, text in enumerate(sentences)]
+        (data / "books" / path.name).write_text(". ".join(sentences), encoding="utf-8")
+    dev_rows = (corpus / "sts" / "stsbenchmark" / "sts-dev.csv").read_text(encoding="utf-8").splitlines()
+    (data / "sts" / "stsbenchmark").mkdir(parents=True)
+    clean_rows = [row for row in dev_rows if word not in row.split("\t", 5)[-1].lower()]
+    (data / "sts" / "stsbenchmark" / "sts-dev.csv").write_text("\n".join(clean_rows) + "\n", encoding="utf-8")
+    return model_dir, data
+
+
+@pytest.mark.slow
+def test_accelerate_launch_skips_nonfinite_batches_on_every_process(tiny_bert, corpus, tmp_path):
+    model_dir, data = _nan_word_setup(tiny_bert, corpus, tmp_path, "night")
+    run_dir = tmp_path / "run"
+    recipe = tiny_recipe(
+        tiny_bert,
+        corpus,
+        run_dir,
+        f"model.name={model_dir}",
+        f"data.path={data / 'books'}",
+        f"evaluation.data_root={data}",
+        "evaluation.tasks=[stsb-dev]",
+        "training.on_nonfinite=skip",
+        "training.max_steps=8",
+        "training.eval_every=0",
+        "training.keep_best=false",
+        "training.checkpoint_every=0",
+    )
+    recipe_file = tmp_path / "recipe.yaml"
+    recipe_file.write_text(recipe.to_yaml(), encoding="utf-8")
+    result = _launch(recipe_file, run_dir)
+
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    # Some steps lost a micro batch on one process and the other process skipped along, without a hang or
+    # a DDP error at the next step; the other steps trained.
+    assert 0 < metrics["skipped_batches"] < 8, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "Skipped this micro batch" in result.stdout + result.stderr
+    base = load_file(str(model_dir / "model.safetensors"))
+    trained = load_file(str(run_dir / "model" / "model.safetensors"))
+    layer = next(name for name in trained if name.endswith("attention.self.query.weight"))
+    assert torch.isfinite(trained[layer]).all()
+    assert not torch.equal(trained[layer], base[layer])
