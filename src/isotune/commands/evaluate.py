@@ -48,8 +48,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         nargs="+",
         default=[],
         metavar="SPEC",
-        help="also evaluate post-processed embeddings: whiten, whiten:K (keep K dimensions) or abtt:D (remove "
-        "the mean and the top D principal directions); several give several rows",
+        help="also evaluate post-processed embeddings: center (remove the mean), whiten, whiten:K (keep K "
+        "dimensions) or abtt:D (remove the mean and the top D principal directions); several give several rows",
     )
     parser.add_argument(
         "--fit-corpus",
