@@ -216,6 +216,12 @@ def test_tiny_sweep_writes_outputs_then_skips_and_resumes(tiny_bert, corpus, tmp
     for name in names:
         metrics = json.loads((folder / name / "metrics.json").read_text(encoding="utf-8"))
         assert "after" in metrics
+    # The base model is evaluated once; the second run takes the first run's "before" results.
+    messages = [record.getMessage() for record in caplog.records]
+    assert sum(message.startswith("Evaluating the base model") for message in messages) == 1
+    assert sum(message.startswith("Base model results taken from an earlier run") for message in messages) == 1
+    befores = [json.loads((folder / name / "metrics.json").read_text(encoding="utf-8"))["before"] for name in names]
+    assert befores[0] == befores[1]
     report = (folder / "sweep.md").read_text(encoding="utf-8")
     assert "| # | run | objective.lambda | stsb-dev | STS avg | alignment | uniformity | avg cos |" in report
     assert "| 1 | align_uniform-lambda0.5 | 0.5 |" in report

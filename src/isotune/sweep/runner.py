@@ -94,17 +94,29 @@ def train_runs(planned: list[PlannedRun], command_for: Callable[[PlannedRun], st
     A run that stops with a TrainingError (a non-finite loss, for example) is logged and left as it is, and
     the sweep goes on with the next run. Any other exception ends the sweep. Finished runs are skipped.
     """
-    from isotune.training.run import run_training
+    from isotune.training.run import base_results_key, run_training
 
     failures: dict[str, str] = {}
+    # "before" results by base_results_key: the runs of a sweep mostly share their base model evaluation.
+    base_results: dict[str, dict] = {}
     for index, item in enumerate(planned, start=1):
         prefix = f"Sweep run {index} of {len(planned)}, {item.run.name}"
+        key = base_results_key(item.recipe)
         if item.status == FINISHED:
             logger.info("%s: skipped, finished before (its metrics.json has after results).", prefix)
+            finished_before = _read_metrics(item.folder / "metrics.json").get("before")
+            if finished_before:
+                base_results.setdefault(key, finished_before)
             continue
         logger.info("%s: %s.", prefix, "resuming from its latest checkpoint" if item.status == RESUME else "training")
         try:
-            run_training(item.recipe, resume=item.status == RESUME, command=command_for(item))
+            metrics = run_training(
+                item.recipe,
+                resume=item.status == RESUME,
+                command=command_for(item),
+                base_results=base_results.get(key),
+            )
+            base_results.setdefault(key, metrics["before"])
         except TrainingError as error:
             logger.error("%s stopped: %s", prefix, error)
             failures[item.run.name] = str(error)

@@ -109,9 +109,18 @@ def sample_sentences(pairs: list[tuple[str, str]], count: int, seed: int) -> lis
 
 
 def run_training(
-    recipe: Recipe, *, resume: bool = False, allow_other_recipe: bool = False, command: str = ""
+    recipe: Recipe,
+    *,
+    resume: bool = False,
+    allow_other_recipe: bool = False,
+    command: str = "",
+    base_results: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run the whole job that `recipe` describes and return the metrics written to `metrics.json`."""
+    """Run the whole job that `recipe` describes and return the metrics written to `metrics.json`.
+
+    `base_results` are the "before" results of a run with the same `base_results_key`: given, the base
+    model is not evaluated again (a sweep passes them from its first run to the others).
+    """
     started = time.time()
     run_dir = Path(recipe.output_dir)
     accelerator = make_accelerator(recipe)
@@ -162,6 +171,10 @@ def run_training(
     cosines: dict[str, CosineSamples] = {}
     if is_main:
         metrics = _read_json(metrics_path) if resume and metrics_path.is_file() else {}
+        if "before" not in metrics and base_results is not None:
+            logger.info("Base model results taken from an earlier run with the same model, data and evaluation")
+            metrics["before"] = base_results
+            write_json_atomic(metrics_path, metrics)
         if "before" not in metrics:
             logger.info("Evaluating the base model on %s", ", ".join(recipe.evaluation.tasks))
             embed = make_embedder(model, recipe.evaluation.batch_size)
@@ -221,6 +234,18 @@ def run_training(
 
     # The other processes wait here until the main process has written the report (or failed).
     return run_on_main(accelerator, evaluate_and_write) or {}
+
+
+def base_results_key(recipe: Recipe) -> str:
+    """Return what the "before" results of `recipe` depend on: model, data, evaluation and seed, as JSON.
+
+    Two recipes with the same key evaluate the same base model on the same tasks and sentences (the
+    geometry sentences are sampled from the pairs with the seed).
+    """
+    settings = recipe.to_dict()
+    return json.dumps(
+        [settings["model"], settings["data"], settings["evaluation"], settings["training"]["seed"]], sort_keys=True
+    )
 
 
 def _available_dev(recipe: Recipe) -> list[str]:
