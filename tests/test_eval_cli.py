@@ -145,6 +145,19 @@ def test_compare_eval_json_and_run_folder(tiny_run, tmp_path, capsys):
     assert lines[4].startswith("| my-run after | ")
     assert lines[4].endswith("| n/a | n/a | n/a | n/a | n/a | n/a |")
     assert (tmp_path / "plots" / "alignment-uniformity.png").is_file()
+    assert (tmp_path / "plots" / "sts-vs-average-cosine.png").is_file()
+
+
+def test_sts_against_average_cosine_needs_geometry_and_sts(tmp_path):
+    from isotune.evaluation.plots import plot_sts_against_average_cosine
+
+    geometry = {"geometry": {"average_cosine": 0.1}}
+    sts = {"sts12": {"spearman": {"all": 70.0}}}
+    assert plot_sts_against_average_cosine({"a": geometry, "b": sts}, ["sts12"], tmp_path / "none.png") is None
+    assert not (tmp_path / "none.png").exists()
+    rows = {"base": {**geometry, **sts}, "tuned": {"geometry": {"average_cosine": 0.0}, **sts}}
+    assert plot_sts_against_average_cosine(rows, ["sts12", "sts13"], tmp_path / "plot.png") == tmp_path / "plot.png"
+    assert (tmp_path / "plot.png").stat().st_size > 0
 
 
 def test_compare_rejects_other_json(tmp_path, capsys):

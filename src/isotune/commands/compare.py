@@ -31,14 +31,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--markdown", type=Path, help="also write the table, ranking and correlations to this file")
     parser.add_argument(
-        "--plots", type=Path, metavar="DIR", help="write the alignment-uniformity plane and the spectrum of all rows"
+        "--plots",
+        type=Path,
+        metavar="DIR",
+        help="write the alignment-uniformity plane, the spectrum, and each STS score against the average cosine",
     )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from isotune.evaluation.correlation import correlation_section
-    from isotune.evaluation.plots import plot_alignment_uniformity, plot_spectrum
+    from isotune.evaluation.plots import plot_alignment_uniformity, plot_spectrum, plot_sts_against_average_cosine
     from isotune.evaluation.report import results_table
     from isotune.evaluation.scores import score_rows
     from isotune.fileio import write_text_atomic
@@ -60,10 +63,18 @@ def run(args: argparse.Namespace) -> int:
         for path in (
             plot_alignment_uniformity(rows, args.plots / "alignment-uniformity.png"),
             plot_spectrum(rows, args.plots / "spectrum.png"),
+            plot_sts_against_average_cosine(rows, _sts_tasks(rows), args.plots / "sts-vs-average-cosine.png"),
         ):
             if path is not None:
                 print(f"Plot written to {path}")
     return 0
+
+
+def _sts_tasks(rows: dict[str, dict[str, dict]]) -> list[str]:
+    """Return the STS tasks that some row has, in registry order."""
+    from isotune.evaluation.tasks import STS_TASKS
+
+    return [task for task in STS_TASKS if any(task in results for results in rows.values())]
 
 
 def _load_rows(arguments: list[str], stages: tuple[str, ...]) -> dict[str, dict[str, dict]]:

@@ -61,6 +61,37 @@ def plot_alignment_uniformity(rows: dict[str, dict[str, dict]], path: Path) -> P
     return _save(figure, path)
 
 
+def plot_sts_against_average_cosine(rows: dict[str, dict[str, dict]], sts_tasks: list[str], path: Path) -> Path | None:
+    """Plot each STS task's pooled Spearman against the average cosine of random pairs: a panel per task.
+
+    The trade-off of anisotropy work in one figure: a model in the upper left keeps its accuracy with a
+    low average cosine. Rows without geometry or without the task are left out of that panel. Returns None
+    when no row has both.
+    """
+    panels = []
+    for task in sts_tasks:
+        points: dict[str, tuple[float, float]] = {}
+        for label, results in rows.items():
+            if GEOMETRY_TASK in results and "spearman" in results.get(task, {}):
+                point = (results[GEOMETRY_TASK]["average_cosine"], results[task]["spearman"]["all"])
+                if point not in points.values():  # the runs of one base model repeat its before row
+                    points[label] = point
+        if points:
+            panels.append((task, points))
+    if not panels:
+        return None
+    figure, axes_row = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.2), squeeze=False)
+    for axes, (task, points) in zip(axes_row[0], panels, strict=True):
+        for label, (cosine, score) in points.items():
+            axes.scatter(cosine, score, s=35)
+            axes.annotate(label, (cosine, score), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        axes.set_xlabel("average cosine of random pairs (lower: less anisotropic)")
+        axes.set_ylabel(f"{task} Spearman x100")
+        axes.set_title(f"{task} against average cosine")
+        axes.grid(alpha=0.3)
+    return _save(figure, path)
+
+
 def plot_spectrum(rows: dict[str, dict[str, dict]], path: Path) -> Path | None:
     """Plot each label's normalised singular values on a log scale; None when no row has them."""
     spectra = {
