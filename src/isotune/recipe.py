@@ -145,7 +145,7 @@ class TrainingConfig:
         0,
     )
     l2sp: float = _help(
-        "Weight of the L2-SP penalty, weight x sum of (weight - base weight)^2 over the trainable parameters, "
+        "Strength of the L2-SP penalty l2sp x sum of (theta - theta_base)^2 over the trainable parameters, "
         "which pulls the weights back towards the base model (0: off). Logged as l2sp in the history, apart "
         "from loss; keeps a copy of the base weights in memory.",
         0.0,

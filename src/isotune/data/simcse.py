@@ -80,7 +80,7 @@ def mix_identical_pairs(pair_set: PairSet, ratio: float, seed: int) -> PairSet:
 
     Mixes unsupervised SimCSE positives (two dropout views of one sentence) into other pairs such as
     consecutive sentences. The replaced rows are `round(ratio * len(pairs))` rows drawn with a generator
-    seeded by `seed`, so a run and its resume replace the same rows; the order of the pairs is kept. The
+    seeded by `seed`, so a run and its resume replace the same rows. The order of the pairs is kept, and the
     returned stats count the replaced pairs in `simcse_pairs`.
 
     Raises:

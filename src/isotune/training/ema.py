@@ -1,7 +1,8 @@
 """An exponential moving average (EMA) of the weights, kept in a copy of the model, for evaluation and saving.
 
-Averaging the weights of the last few hundred steps smooths out the noise of small-batch updates; with
-`training.ema_decay` set, every dev evaluation and the saved model use the average instead of the raw weights.
+The average gives most weight to the last 1 / (1 - decay) steps or so, which smooths out the noise of
+small-batch updates. With `training.ema_decay` set, every dev evaluation and the saved model use the average
+instead of the raw weights.
 """
 
 from __future__ import annotations

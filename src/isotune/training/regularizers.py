@@ -46,8 +46,8 @@ def _transformer(model: torch.nn.Module) -> PreTrainedModel:
 def _layers(transformer: PreTrainedModel) -> torch.nn.ModuleList:
     """Return the stack of transformer layers: the first ModuleList with `num_hidden_layers` entries."""
     count = transformer.config.num_hidden_layers
-    # NOTE: this finds the layer stack of BERT-style encoders (encoder.layer, transformer.layer, layers); a model
-    # with another ModuleList of the same length before its layers would have the wrong modules frozen.
+    # NOTE: this finds the layer stack of BERT-style encoders (encoder.layer, transformer.layer, layers). A model
+    # with another ModuleList of the same length before its layers would get the wrong modules frozen.
     for module in transformer.modules():
         if isinstance(module, torch.nn.ModuleList) and len(module) == count:
             return module
@@ -110,7 +110,8 @@ class L2SPPenalty:
     are the weights when the penalty was created (the base model's, when created before training starts).
 
     Xuhong Li, Yves Grandvalet and Franck Davoine, "Explicit Inductive Bias for Transfer Learning with
-    Convolutional Networks", ICML 2018. Keeps a copy of the trainable weights, as much memory as the model.
+    Convolutional Networks", ICML 2018, arXiv:1802.01483. Keeps a copy of the trainable weights, as much
+    memory as the model.
     """
 
     def __init__(self, model: torch.nn.Module, weight: float) -> None:
