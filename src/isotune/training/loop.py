@@ -281,6 +281,7 @@ def _optimizer_step(
 
 def _loss_scale(accelerator: Accelerator) -> float:
     """Return the factor that fp16 loss scaling has applied to the gradients so far (1 without it)."""
+    # NOTE: the fp16 case has not run yet, because fp16 needs a GPU; the L2-SP tests cover fp32 on the CPU.
     return accelerator.scaler.get_scale() if accelerator.scaler is not None else 1.0
 
 
