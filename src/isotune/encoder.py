@@ -17,6 +17,7 @@ from huggingface_hub import snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 from sentence_transformers import SentenceTransformer
 
+from isotune.encoding import encode
 from isotune.errors import ConfigError, ModelNotFoundError
 from isotune.fileio import atomic_directory
 from isotune.hub import hub_offline, hub_unreachable_reason
@@ -168,19 +169,13 @@ def load_encoder(name: str, device: str | None = "cpu") -> SentenceTransformer:
 
 
 def make_embedder(model: SentenceTransformer, batch_size: int = 128) -> Embedder:
-    """Return a function from a list of texts to L2-normalised float32 embeddings, `[len(texts), dim]`."""
+    """Return a function from a list of texts to L2-normalised float32 embeddings, `[len(texts), dim]`.
+
+    It runs `isotune.encoding.encode`, which returns the rows of `SentenceTransformer.encode` faster.
+    """
 
     def embed(texts: list[str]) -> np.ndarray:
-        was_training = model.training
-        embeddings = model.encode(
-            list(texts),
-            batch_size=batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        model.train(was_training)
-        return embeddings.astype(np.float32, copy=False)
+        return encode(model, texts, batch_size=batch_size)
 
     return embed
 
