@@ -283,3 +283,22 @@ def test_unfinished_run_is_rejected(run_dir, tmp_path):
 def test_invalid_repo_id_is_rejected(run_dir, tmp_path):
     with pytest.raises(ConfigError, match="--repo-id"):
         publish_run(run_dir, PublishOptions(repo_id="no-owner", dry_run=tmp_path / "out", license="mit"))
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("align_uniform", "`L_align + lambda * (L_uniform(x) + L_uniform(y)) / 2` with alpha 2, t 2 and lambda 0.5"),
+        ("info_nce", "in-batch InfoNCE (temperature 0.05)"),
+        ("info_nce_uniform", "InfoNCE (temperature 0.05) plus the uniformity loss of Wang and Isola (2020), "),
+    ],
+)
+def test_card_names_each_objective(name, expected):
+    from types import SimpleNamespace
+
+    from isotune.publish.card import _objective_text
+
+    recipe = load_recipe(None, [f"objective.name={name}", "objective.lambda=0.5"])
+    text = _objective_text(SimpleNamespace(recipe=recipe))
+    assert expected in text
+    assert ("lambda 0.5" in text) == (name != "info_nce")

@@ -90,6 +90,12 @@ def _objective_text(run: RunFolder) -> str:
             f"`L_align + lambda * (L_uniform(x) + L_uniform(y)) / 2` with alpha {objective.alpha:g}, "
             f"t {objective.t:g} and lambda {objective.lam:g}"
         )
+    if objective.name == "info_nce_uniform":
+        return (
+            f"in-batch InfoNCE (temperature {objective.temperature:g}) plus the uniformity loss of Wang and Isola "
+            f"(2020), `L_InfoNCE + lambda * (L_uniform(x) + L_uniform(y)) / 2` with t {objective.t:g} and lambda "
+            f"{objective.lam:g}"
+        )
     return f"in-batch InfoNCE (temperature {objective.temperature:g})"
 
 

@@ -243,6 +243,7 @@ def base_results_key(recipe: Recipe) -> str:
     geometry sentences are sampled from the pairs with the seed).
     """
     settings = recipe.to_dict()
+    settings["data"].pop("simcse_ratio", None)  # the geometry sentences are sampled before the SimCSE mixing
     return json.dumps(
         [settings["model"], settings["data"], settings["evaluation"], settings["training"]["seed"]], sort_keys=True
     )
