@@ -67,6 +67,37 @@ def test_keep_best_saves_best_dev_step(tiny_bert, corpus, tmp_path):
     assert metrics["after"]["stsb-dev"]["spearman"]["all"] == pytest.approx(best["stsb_dev"], abs=1e-6)
 
 
+def test_dev_evaluations_measure_geometry(tiny_bert, corpus, tmp_path):
+    metrics = run_training(tiny_recipe(tiny_bert, corpus, tmp_path / "run"))
+    scored = [entry for entry in metrics["history"] if "stsb_dev" in entry]
+    # The same sentences and measures as the after results: the saved step's numbers match them.
+    saved = next(entry for entry in scored if entry["step"] == metrics["saved_step"])
+    assert metrics["after"]["geometry"]["average_cosine"] == pytest.approx(saved["average_cosine"], abs=1e-5)
+    assert metrics["after"]["geometry"]["uniformity"] == pytest.approx(saved["uniformity"], abs=1e-5)
+
+
+def test_keep_best_prefers_steps_within_the_average_cosine_bound(tiny_bert, corpus, tmp_path):
+    from isotune.training.checkpoint import TrainerState
+    from isotune.training.loop import _evaluate_and_keep
+
+    recipe = tiny_recipe(tiny_bert, corpus, tmp_path / "run", "training.keep_best_max_average_cosine=0.1")
+    model = build_encoder(recipe.model)
+    # (STS-B dev, average cosine) at steps 1-5, and whether each step becomes the saved one.
+    script = [(50.0, 0.3, True), (60.0, 0.2, True), (40.0, 0.05, True), (45.0, 0.2, False), (42.0, 0.08, True)]
+    state = TrainerState()
+    for step, (score, cosine, saved) in enumerate(script, start=1):
+        state.step = step
+        state.history.append({"step": step})
+        scorer = lambda _model, score=score, cosine=cosine: {  # noqa: E731
+            "stsb_dev": score,
+            "average_cosine": cosine,
+            "uniformity": -3.0,
+        }
+        _evaluate_and_keep(recipe, model, tmp_path / "run", state, scorer, last=step == len(script))
+        assert (state.best_step == step) == saved, step
+    assert (state.best_step, state.best_score, state.best_qualified) == (5, 42.0, True)
+
+
 def test_resume_continues_exactly(tiny_bert, corpus, tmp_path):
     straight = tmp_path / "straight"
     run_training(tiny_recipe(tiny_bert, corpus, straight, "training.keep_best=false"))

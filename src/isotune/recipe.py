@@ -134,6 +134,12 @@ class TrainingConfig:
     seed: int = _help("Seed of data order, dropout and initialisation.", 42)
     eval_every: int = _help("Evaluate on STS-B dev every this many steps (0: only at the end).", 50)
     keep_best: bool = _help("Save the evaluated step with the best STS-B dev score instead of the last.", True)
+    keep_best_max_average_cosine: float | None = _help(
+        "With keep_best: prefer the evaluated steps whose average cosine of random pairs, over the geometry "
+        "sentences sampled from the training data, is at most this value, and save the best STS-B dev score "
+        "among them (any step when none qualifies yet). Null: STS-B dev alone decides.",
+        None,
+    )
     checkpoint_every: int = _help("Write a resumable checkpoint every this many steps (0: never).", 50)
     keep_checkpoints: int = _help("Checkpoints kept on disk; older ones are deleted.", 2)
     on_nonfinite: Literal["stop", "skip"] = _help(
@@ -377,6 +383,11 @@ def validate(recipe: Recipe) -> None:
         ),
         (training.eval_every >= 0, f"training.eval_every must be >= 0, got {training.eval_every}"),
         (training.l2sp >= 0, f"training.l2sp must be >= 0 (0: off), got {training.l2sp}"),
+        (
+            training.keep_best_max_average_cosine is None or -1 <= training.keep_best_max_average_cosine <= 1,
+            "training.keep_best_max_average_cosine must be a cosine between -1 and 1, or null (off), got "
+            f"{training.keep_best_max_average_cosine}",
+        ),
         (
             training.ema_decay is None or 0 < training.ema_decay < 1,
             f"training.ema_decay must be between 0 and 1 (exclusive) or null (off), got {training.ema_decay}",

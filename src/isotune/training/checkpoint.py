@@ -41,6 +41,8 @@ class TrainerState:
     step: int = 0
     best_score: float | None = None
     best_step: int | None = None
+    # Whether the best step met training.keep_best_max_average_cosine (always True without that bound).
+    best_qualified: bool = True
     skipped_batches: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     recipe_fingerprint: str = ""

@@ -31,7 +31,9 @@ from isotune.training.regularizers import L2SPPenalty, check_regularizers_suppor
 logger = logging.getLogger(__name__)
 
 # Returns the score to maximise (STS-B dev Spearman x100) for the model in its current state.
-DevScorer = Callable[[SentenceTransformer], float]
+# Scores a model during training: "stsb_dev" (Spearman x100), and "average_cosine" and "uniformity" of the
+# geometry sentences when the scorer measures them.
+DevScorer = Callable[[SentenceTransformer], dict[str, float]]
 
 
 def make_accelerator(recipe: Recipe) -> Accelerator:
@@ -367,14 +369,26 @@ def _evaluate_and_keep(
     dev_scorer: DevScorer | None,
     last: bool,
 ) -> None:
-    """Score the model on the dev set and save it when it is the best so far (or the last, without keep_best)."""
+    """Score the model on the dev set and save it when it is the best so far (or the last, without keep_best).
+
+    With `training.keep_best_max_average_cosine`, a step whose average cosine is within the bound beats any
+    step that is not, and STS-B dev decides between steps on the same side of the bound.
+    """
     keep_best = recipe.training.keep_best and dev_scorer is not None
     if dev_scorer is not None:
-        score = dev_scorer(model)
-        state.history[-1]["stsb_dev"] = score
-        logger.info("step %d: STS-B dev Spearman %.2f", state.step, score)
-        if keep_best and (state.best_score is None or score > state.best_score):
-            state.best_score, state.best_step = score, state.step
+        scores = dev_scorer(model)
+        state.history[-1].update(scores)
+        score = scores["stsb_dev"]
+        geometry = (
+            f", average cosine {scores['average_cosine']:.3f}, uniformity {scores['uniformity']:.3f}"
+            if "average_cosine" in scores
+            else ""
+        )
+        logger.info("step %d: STS-B dev Spearman %.2f%s", state.step, score, geometry)
+        bound = recipe.training.keep_best_max_average_cosine
+        qualified = bound is None or scores.get("average_cosine", math.inf) <= bound
+        if keep_best and (state.best_score is None or (qualified, score) > (state.best_qualified, state.best_score)):
+            state.best_score, state.best_step, state.best_qualified = score, state.step, qualified
             save_encoder(model, run_dir / "model")
     if last and not keep_best:
         state.best_step = state.step

@@ -63,6 +63,7 @@ LEVER_KEYS = (
     ("training", "l2sp"),
     ("data", "simcse_ratio"),
     ("training", "ema_decay"),
+    ("training", "keep_best_max_average_cosine"),
 )
 
 

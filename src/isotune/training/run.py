@@ -25,6 +25,7 @@ from isotune.encoder import build_encoder, make_embedder
 from isotune.errors import ConfigError, DataError
 from isotune.evaluation.suite import resolve_tasks, run_evaluation
 from isotune.fileio import write_json_atomic, write_text_atomic
+from isotune.metrics import average_cosine, uniformity
 from isotune.recipe import DataConfig, Recipe
 from isotune.training.loop import make_accelerator, train
 from isotune.training.plots import CosineSamples, cosine_samples, load_geometry_data, write_run_plots
@@ -183,10 +184,17 @@ def run_training(
             if plot_data is not None:
                 cosines["before"] = cosine_samples(embed, plot_data)
 
-    def score_dev(current: Any) -> float:
+    def score_dev(current: Any) -> dict[str, float]:
         embed = make_embedder(current, recipe.evaluation.batch_size)
         result = run_evaluation(embed, ["stsb-dev"], data_root, show_progress=False)
-        return result["stsb-dev"]["spearman"]["all"]
+        scores = {"stsb_dev": result["stsb-dev"]["spearman"]["all"]}
+        if len(sentences) >= 2:
+            # The same sentences and measures as the geometry results, so the bound of
+            # training.keep_best_max_average_cosine holds for the saved model's reported average cosine.
+            vectors = embed(sentences)
+            scores["average_cosine"] = average_cosine(vectors)
+            scores["uniformity"] = uniformity(vectors)
+        return scores
 
     run_info = {
         "isotune_version": isotune.__version__,

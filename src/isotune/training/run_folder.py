@@ -35,6 +35,7 @@ _KEYS_ADDED_LATER = {
     ("training", "l2sp"): 0.0,
     ("data", "simcse_ratio"): 0.0,
     ("training", "ema_decay"): None,
+    ("training", "keep_best_max_average_cosine"): None,
 }
 
 
