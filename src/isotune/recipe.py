@@ -109,8 +109,9 @@ class TrainingConfig:
         "Learning-rate decay after warmup (transformers scheduler name).", "linear"
     )
     forward_chunk_size: int = _help(
-        "Texts per forward pass: a batch's texts are sorted by length and embedded in chunks of this size to "
-        "cut padding; the loss still sees the whole batch (0: one pass over the whole batch).",
+        "Maximum texts per forward pass: a batch's texts are sorted by token count and cut into chunks of at "
+        "most this size where a cut saves more padding than one more pass costs; the loss still sees the whole "
+        "batch (0: one pass over the whole batch).",
         32,
     )
     gradient_accumulation_steps: int = _help("Micro batches per optimizer step.", 1)

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import torch
 from accelerate import Accelerator
 
-from isotune.training.embedding import embed_chunk, length_chunks, restore_order
+from isotune.tokens import TokenCache
+from isotune.training.embedding import batch_chunks, embed_chunk, restore_order
 
 
 @dataclass
@@ -53,9 +54,16 @@ class CachedEmbeddings:
     take the gradient with respect to it, then call `backward` with that gradient.
     """
 
-    def __init__(self, accelerator: Accelerator, model: torch.nn.Module, texts: list[str], chunk_size: int) -> None:
+    def __init__(
+        self,
+        accelerator: Accelerator,
+        model: torch.nn.Module,
+        texts: list[str],
+        chunk_size: int,
+        tokens: TokenCache | None = None,
+    ) -> None:
         self.texts = texts
-        self.chunks = length_chunks(texts, chunk_size)
+        self.chunks, self.tokens = batch_chunks(accelerator.unwrap_model(model), texts, chunk_size, tokens)
         # NOTE: only the CPU and CUDA generators are replayed. On other accelerators (MPS, XPU) the second pass
         # draws other dropout masks than the first, so the gradients are those of slightly different masks.
         self.chunk_states: list[RngState] = []
@@ -63,7 +71,7 @@ class CachedEmbeddings:
         with torch.no_grad():
             for rows in self.chunks:
                 self.chunk_states.append(RngState.capture(accelerator.device))
-                pieces.append(embed_chunk(accelerator, model, [texts[i] for i in rows]).float())
+                pieces.append(embed_chunk(accelerator, model, [texts[i] for i in rows], self.tokens).float())
         self.final_state = RngState.capture(accelerator.device)
         self.embeddings = restore_order(pieces, self.chunks).requires_grad_(True)
 
@@ -81,7 +89,7 @@ class CachedEmbeddings:
             last = index == len(self.chunks) - 1
             sync = contextlib.nullcontext() if last else accelerator.no_sync(model)
             with sync:
-                chunk = embed_chunk(accelerator, model, [self.texts[i] for i in rows])  # [len(rows), dim]
+                chunk = embed_chunk(accelerator, model, [self.texts[i] for i in rows], self.tokens)  # [len(rows), dim]
                 grad = embedding_grad[torch.tensor(rows, device=embedding_grad.device)]
                 accelerator.backward((chunk.float() * grad).sum())
         self.final_state.restore()

@@ -20,12 +20,14 @@ from isotune.distributed import all_processes_agree
 from isotune.encoder import save_encoder
 from isotune.errors import ConfigError, TrainingError
 from isotune.recipe import Recipe
+from isotune.tokens import TokenCache
 from isotune.training.batches import PairBatcher
 from isotune.training.cached import CachedEmbeddings
 from isotune.training.checkpoint import TrainerState, list_checkpoints, load_checkpoint, save_checkpoint
 from isotune.training.ema import EmaModel
 from isotune.training.embedding import embed_by_length
 from isotune.training.objective import compute_global_objective, objective_at_step
+from isotune.training.optimizer import make_optimizer
 from isotune.training.regularizers import L2SPPenalty, check_regularizers_supported, freeze_lower_layers
 
 logger = logging.getLogger(__name__)
@@ -107,7 +109,8 @@ def train(
     l2sp = L2SPPenalty(model, config.l2sp) if config.l2sp else None
     # Only the main process evaluates and saves, so only it keeps the averaged weights.
     ema = EmaModel(model, config.ema_decay) if config.ema_decay is not None and accelerator.is_main_process else None
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = make_optimizer(model, config, accelerator)
+    tokens = TokenCache(model)  # each distinct text is tokenised once per run
     scheduler = get_scheduler(
         config.scheduler,
         optimizer,
@@ -149,7 +152,7 @@ def train(
         disable=not accelerator.is_main_process,
     )
     while state.step < config.max_steps:
-        step_logs = _optimizer_step(recipe, accelerator, model, optimizer, batcher, pairs, state, l2sp)
+        step_logs = _optimizer_step(recipe, accelerator, model, optimizer, batcher, pairs, state, l2sp, tokens)
         scheduler.step()
         state.step += 1
         state.scheduler = scheduler.state_dict()
@@ -238,6 +241,7 @@ def _optimizer_step(
     pairs: list[tuple[str, str]],
     state: TrainerState,
     l2sp: L2SPPenalty | None = None,
+    tokens: TokenCache | None = None,
 ) -> dict[str, float]:
     """Run the micro batches of one optimizer step; return the mean of each part of the objective (loss,
     alignment, uniformity and any other part the objective returns), and the L2-SP penalty when it is on.
@@ -255,7 +259,7 @@ def _optimizer_step(
         start = accelerator.process_index * config.batch_size
         rows = global_rows[start : start + config.batch_size]
         with accelerator.accumulate(model):
-            parts = _micro_batch(recipe, accelerator, model, pairs, rows, global_rows, state, micro_batch)
+            parts = _micro_batch(recipe, accelerator, model, pairs, rows, global_rows, state, micro_batch, tokens)
             if parts is None:
                 optimizer.zero_grad(set_to_none=True)
                 continue
@@ -300,16 +304,17 @@ def _micro_batch(
     global_rows: list[int],
     state: TrainerState,
     micro_batch: int,
+    tokens: TokenCache | None = None,
 ) -> dict[str, torch.Tensor] | None:
     """Embed this process's pairs, compute the objective and back-propagate it; None when it was skipped."""
     config = recipe.training
     texts = [pairs[i][0] for i in rows] + [pairs[i][1] for i in rows]
     cache = None
     if config.cached:
-        cache = CachedEmbeddings(accelerator, model, texts, config.forward_chunk_size)
+        cache = CachedEmbeddings(accelerator, model, texts, config.forward_chunk_size, tokens)
         embeddings = cache.embeddings
     else:
-        embeddings = embed_by_length(accelerator, model, texts, config.forward_chunk_size)
+        embeddings = embed_by_length(accelerator, model, texts, config.forward_chunk_size, tokens)
     gather = _gathers(recipe, accelerator)
     objective_rows = global_rows if gather else rows
     objective_texts = ([pairs[i][0] for i in objective_rows], [pairs[i][1] for i in objective_rows])
