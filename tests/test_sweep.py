@@ -205,6 +205,25 @@ def _mtimes(folder: Path) -> dict[str, int]:
     return {path.parents[1].name: path.stat().st_mtime_ns for path in folder.glob("*/model/model.safetensors")}
 
 
+@pytest.mark.parametrize(
+    ("grid", "message"),
+    [
+        ("training.freeze_layers=0,2", "Sweep run align_uniform-freeze_layers2 is invalid: Invalid training.freeze"),
+        ("model.max_seq_length=32,100", "model.max_seq_length=100 exceeds the 64 positions"),
+        ("model.name={tiny_bert},{missing}", "Model '{missing}' not found"),
+    ],
+)
+def test_model_errors_stop_sweep_before_training(tiny_bert, corpus, tmp_path, capsys, grid, message):
+    missing = tmp_path / "no-such-model"
+    recipe = _tiny_recipe_file(tiny_bert, corpus, tmp_path)
+    folder = tmp_path / "sweep"
+    grid = grid.format(tiny_bert=tiny_bert, missing=missing)
+    status = main(["sweep", str(recipe), "--grid", grid, "--output-dir", str(folder)])
+    assert status == 2
+    assert message.format(missing=missing) in capsys.readouterr().err
+    assert not folder.exists()
+
+
 @pytest.mark.slow
 def test_tiny_sweep_writes_outputs_then_skips_and_resumes(tiny_bert, corpus, tmp_path, capsys, caplog):
     caplog.set_level(logging.INFO)

@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     from isotune.recipe import load_recipe
     from isotune.sweep.grid import expand_grid, parse_grid
     from isotune.sweep.record import build_record, check_folder, write_record
-    from isotune.sweep.runner import FINISHED, plan_runs, train_command
+    from isotune.sweep.runner import FINISHED, check_run_models, plan_runs, train_command
 
     if any(override.partition("=")[0].strip() == "output_dir" for override in args.overrides):
         raise ConfigError("isotune sweep names each run's folder; set the sweep folder with --output-dir, not --set.")
@@ -89,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.print_commands is None:
         _check_one_process(planned)
+        check_run_models(planned)
     write_record(folder, record)
     if args.print_commands is not None:
         for item in pending:

@@ -15,6 +15,7 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from isotune.errors import ConfigError, TrainingError
 from isotune.recipe import Recipe, load_recipe
@@ -75,6 +76,52 @@ def plan_runs(
         recipe = load_run_recipe(recipe_path, base_overrides, run, output_dir=folder)
         planned.append(PlannedRun(run, recipe, folder, run_status(folder, recipe)))
     return planned
+
+
+def check_run_models(planned: list[PlannedRun]) -> None:
+    """Check each unfinished run's model settings against the model's configuration, before any run trains.
+
+    `isotune train` finds these errors only when it loads the model: a model that is not found, a
+    `training.freeze_layers` that leaves no layer to train, and a `model.max_seq_length` beyond the model's
+    positions. Checking them here keeps a sweep from training its first runs and then stopping at a later one.
+
+    Raises:
+        ModelNotFoundError: when a run's model is not found.
+        ConfigError: naming the run and the invalid key.
+    """
+    from transformers import AutoConfig
+
+    from isotune.encoder import resolve_model_path
+    from isotune.training.regularizers import check_freeze_count
+
+    configs: dict[tuple[str, str | None, bool], Any] = {}
+    for item in planned:
+        if item.status == FINISHED:
+            continue
+        model = item.recipe.model
+        key = (model.name, model.revision, model.trust_remote_code)
+        if key not in configs:
+            path = resolve_model_path(model.name, model.revision)
+            try:
+                configs[key] = AutoConfig.from_pretrained(str(path), trust_remote_code=model.trust_remote_code)
+            except (OSError, ValueError):
+                # The run reports this when it loads the model, with the message of `isotune train`.
+                configs[key] = None
+        config = configs[key]
+        if config is None:
+            continue
+        try:
+            layers = getattr(config, "num_hidden_layers", None)
+            if layers is not None:
+                check_freeze_count(item.recipe.training.freeze_layers, layers, model.name)
+            positions = getattr(config, "max_position_embeddings", None)
+            if positions is not None and model.max_seq_length > positions:
+                raise ConfigError(
+                    f"model.max_seq_length={model.max_seq_length} exceeds the {positions} positions of "
+                    f"{model.name}; use at most {positions}."
+                )
+        except ConfigError as error:
+            raise ConfigError(f"Sweep run {item.run.name} is invalid: {error}") from error
 
 
 def train_command(recipe_path: Path, base_overrides: list[str], planned: PlannedRun, launcher: str = "isotune") -> str:

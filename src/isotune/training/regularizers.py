@@ -75,11 +75,19 @@ def check_freeze_layers(model: torch.nn.Module, count: int) -> None:
     if count == 0:
         return
     transformer = _transformer(model)
-    total = transformer.config.num_hidden_layers
-    if not 0 < count < total:
+    check_freeze_count(count, transformer.config.num_hidden_layers, type(transformer).__name__)
+
+
+def check_freeze_count(count: int, total: int, model_name: str) -> None:
+    """Check that `count` frozen layers leave at least one of the `total` layers of `model_name` to train.
+
+    Raises:
+        ConfigError: when `count` is negative or not below `total`.
+    """
+    if not 0 <= count < total:
         raise ConfigError(
-            f"Invalid training.freeze_layers={count}: {type(transformer).__name__} has {total} layers, so use 0 "
-            f"(freeze nothing) to {total - 1}; freezing all {total} would leave no layer to train."
+            f"Invalid training.freeze_layers={count}: {model_name} has {total} layers, so use 0 "
+            f"(freeze nothing) to {total - 1}. Freezing all {total} would leave no layer to train."
         )
 
 
