@@ -221,6 +221,18 @@ def test_layers_base_option(layer_run, tiny_bert, corpus, tmp_path, capsys):
     assert models[0]["layers"] == evaluate_layers(load_encoder(str(base)), _stsb_dev_sample(corpus))["layers"]
 
 
+def test_layers_base_plain_transformers_folder(layer_run, tiny_bert, corpus, tmp_path, capsys):
+    # The tiny BERT folder has no modules.json and only 64 positions, fewer than the usual limit of 512.
+    output = tmp_path / "eval.json"
+    arguments = [str(layer_run / "model"), "--layers", "--layers-base", str(tiny_bert), "--output", str(output)]
+    status, _, err = _eval(arguments, corpus, capsys)
+    assert status == 0, err
+    models = json.loads(output.read_text())["layers"]["models"]
+    assert [model["model"] for model in models] == [str(tiny_bert), str(layer_run / "model")]
+    base = build_encoder(ModelConfig(str(tiny_bert), max_seq_length=64))
+    assert models[0]["layers"] == evaluate_layers(base, _stsb_dev_sample(corpus))["layers"]
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [

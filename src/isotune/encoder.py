@@ -161,11 +161,23 @@ def _needs_remote_code(path: Path) -> bool:
 
 
 def load_encoder(name: str, device: str | None = "cpu") -> SentenceTransformer:
-    """Load a sentence-transformers model folder or id as it is; a bare Hugging Face model gets mean pooling."""
+    """Load a sentence-transformers model folder or id as it is.
+
+    A bare Hugging Face model gets mean pooling and a max_seq_length of 512, or of its positions when fewer.
+    """
     path = resolve_model_path(name)
     if (path / "modules.json").is_file():
         return SentenceTransformer(str(path), device=device)
-    return build_encoder(ModelConfig(name=str(path), max_seq_length=512), device=device)
+    return build_encoder(ModelConfig(name=str(path), max_seq_length=_default_max_seq_length(path)), device=device)
+
+
+def _default_max_seq_length(path: Path, limit: int = 512) -> int:
+    """Return `limit`, or the model's `max_position_embeddings` when that is smaller (small test models)."""
+    try:
+        positions = json.loads((path / "config.json").read_text(encoding="utf-8")).get("max_position_embeddings")
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return limit  # build_encoder reports an unreadable config.json
+    return min(limit, positions) if isinstance(positions, int) and positions >= 2 else limit
 
 
 def make_embedder(model: SentenceTransformer, batch_size: int = 128) -> Embedder:
