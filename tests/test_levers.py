@@ -434,6 +434,40 @@ def test_resume_with_every_lever_is_exact(tiny_bert, corpus, tmp_path):
 
 # --- recipe keys --------------------------------------------------------------------------------------
 
+
+@pytest.mark.parametrize("override", ["training.l2sp=.inf", "objective.alpha=.inf", "training.learning_rate=.nan"])
+def test_non_finite_value_is_rejected(override):
+    key, _, value = override.partition("=")
+    with pytest.raises(ConfigError, match=f"{key} must be a finite number, got {value.lstrip('.')}"):
+        load_recipe(None, [override])
+
+
+def test_average_cosine_bound_needs_keep_best():
+    overrides = ["training.keep_best=false", "training.keep_best_max_average_cosine=0.3"]
+    with pytest.raises(ConfigError, match="training.keep_best is false; set training.keep_best: true"):
+        load_recipe(None, overrides)
+
+
+@pytest.mark.slow
+def test_unmet_average_cosine_bound_is_logged(tiny_bert, corpus, tmp_path, caplog):
+    # The average cosine of n vectors is at least -1 / (n - 1), so no step meets a bound of -1.
+    recipe = tiny_recipe(
+        tiny_bert,
+        corpus,
+        tmp_path / "run",
+        "training.max_steps=4",
+        "training.eval_every=2",
+        "training.checkpoint_every=0",
+        "training.keep_best_max_average_cosine=-1",
+        "evaluation.tasks=[stsb-dev]",
+    )
+    metrics = run_training(recipe)
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    expected = "No evaluated step had an average cosine of at most training.keep_best_max_average_cosine=-1"
+    assert any(message.startswith(expected) for message in warnings), warnings
+    assert any(f"(step {metrics['saved_step']})" in message for message in warnings), warnings
+
+
 LEVER_OVERRIDES = [
     "objective.lambda_warmup_steps=10",
     "training.freeze_layers=2",

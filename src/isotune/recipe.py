@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -325,6 +326,7 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
 
 def validate(recipe: Recipe) -> None:
     """Check the values that types alone do not constrain; raise ConfigError naming the first bad key."""
+    _check_finite(recipe)
     model, data, objective, training = recipe.model, recipe.data, recipe.objective, recipe.training
     checks: list[tuple[bool, str]] = [
         (bool(model.name.strip()), "model.name must name a Hub id or a local folder"),
@@ -390,6 +392,12 @@ def validate(recipe: Recipe) -> None:
             f"{training.keep_best_max_average_cosine}",
         ),
         (
+            training.keep_best_max_average_cosine is None or training.keep_best,
+            "training.keep_best_max_average_cosine only chooses among the steps that training.keep_best "
+            "compares, and training.keep_best is false; set training.keep_best: true or "
+            "training.keep_best_max_average_cosine: null",
+        ),
+        (
             training.ema_decay is None or 0 < training.ema_decay < 1,
             f"training.ema_decay must be between 0 and 1 (exclusive) or null (off), got {training.ema_decay}",
         ),
@@ -412,6 +420,16 @@ def validate(recipe: Recipe) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(f"Invalid recipe: {message}.")
+
+
+def _check_finite(recipe: Recipe) -> None:
+    """Reject infinite and NaN numbers, which no recipe key accepts (YAML reads `.inf` and `.nan` as floats)."""
+    for section_name in _SECTIONS:
+        section = getattr(recipe, section_name)
+        for key, attribute in _section_keys(section_name).items():
+            value = getattr(section, attribute)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"Invalid recipe: {section_name}.{key} must be a finite number, got {value}.")
 
 
 def describe_keys() -> str:

@@ -177,6 +177,13 @@ def train(
             write_ema = ema.save if ema is not None else None
             save_checkpoint(accelerator, checkpoint_root, state, keep=config.keep_checkpoints, write_extra=write_ema)
     progress.close()
+    if accelerator.is_main_process and state.best_score is not None and not state.best_qualified:
+        logger.warning(
+            "No evaluated step had an average cosine of at most training.keep_best_max_average_cosine=%g, so the "
+            "saved model is the step with the best STS-B dev score of all (step %d).",
+            config.keep_best_max_average_cosine,
+            state.best_step,
+        )
     # Decided on the main process, because the others may not see its files on a multi-machine launch.
     model_missing = [not (run_dir / "model").is_dir()]
     if accelerator.num_processes > 1:
