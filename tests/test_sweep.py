@@ -91,6 +91,9 @@ def test_every_objective_lists_its_keys():
         (["output_dir=a,b"], None, "output_dir cannot be a grid key"),
         (["evaluation.tasks=[sts12],[sts13]"], None, "evaluation.tasks cannot be a grid key"),
         (["alpha"], None, "--grid expects KEY=V1,V2"),
+        (["alpha=[1,2"], None, "Grid key alpha has an unclosed bracket in 'alpha=[1,2'"),
+        (["alpha=1],2"], None, "Grid key alpha has a closing ']' without an opening bracket"),
+        (['data.columns="a,b'], None, 'Grid key data.columns has an unclosed " quote'),
         ([], None, "The sweep has no grid"),
     ],
 )

@@ -62,7 +62,11 @@ def changed_keys(old: Recipe, new: Recipe) -> list[str]:
 
 
 def split_values(text: str) -> list[str]:
-    """Split `text` at the commas outside brackets and quotes: `1,[a, b],"x,y"` gives 3 values."""
+    """Split `text` at the commas outside brackets and quotes: `1,[a, b],"x,y"` gives 3 values.
+
+    Raises:
+        ValueError: naming the problem when a bracket or quote is not closed, or a bracket closes none.
+    """
     values, current, depth, quote = [], [], 0, ""
     for char in text:
         if quote:
@@ -73,11 +77,17 @@ def split_values(text: str) -> list[str]:
             depth += 1
         elif char in "]}":
             depth -= 1
+            if depth < 0:
+                raise ValueError(f"a closing {char!r} without an opening bracket")
         elif char == "," and depth == 0:
             values.append("".join(current).strip())
             current = []
             continue
         current.append(char)
+    if quote:
+        raise ValueError(f"an unclosed {quote} quote")
+    if depth:
+        raise ValueError("an unclosed bracket")
     values.append("".join(current).strip())
     return values
 
@@ -89,7 +99,8 @@ def parse_grid(items: list[str], objectives: str | None = None) -> dict[str, lis
 
     Raises:
         ConfigError: on an item without `=`, an unknown key, a key given twice, a key that a sweep may not
-            vary (output_dir and evaluation.*), an empty value list or an empty value.
+            vary (output_dir and evaluation.*), an unclosed bracket or quote, an empty value list or an empty
+            value.
     """
     if objectives is not None:
         items = [*items, f"{OBJECTIVE_NAME_KEY}={objectives}"]
@@ -102,7 +113,13 @@ def parse_grid(items: list[str], objectives: str | None = None) -> dict[str, lis
         dotted = _canonical_key(key)
         if dotted in grid:
             raise ConfigError(f"Grid key {dotted} is given twice (as {key!r} and before); list its values once.")
-        values = split_values(text)
+        try:
+            values = split_values(text)
+        except ValueError as error:
+            raise ConfigError(
+                f"Grid key {key} has {error} in {item!r}; close every bracket and quote, e.g. "
+                "data.columns=[a, b],[c, d]."
+            ) from error
         if not text.strip() or any(not value for value in values):
             raise ConfigError(f"Grid key {key} has an empty value in {item!r}; list values as {key}=V1,V2.")
         if len(set(values)) < len(values):
