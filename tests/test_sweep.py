@@ -166,6 +166,19 @@ def test_print_commands_records_sweep(tmp_path, capsys):
     assert record["overrides"] == ["training.max_steps=20"]
 
 
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--grid", "alpha=1,2", str(SWEEP_RECIPE)], f"--grid took '{SWEEP_RECIPE}' as a grid item."),
+        (["--grid", "alpha=1,2"], "isotune sweep needs a base recipe. Put the recipe before the options"),
+    ],
+)
+def test_recipe_after_grid_is_explained(tmp_path, capsys, arguments, message):
+    status = main(["sweep", *arguments, "--output-dir", str(tmp_path / "sweep"), "--dry-run"])
+    assert status == 2
+    assert message in capsys.readouterr().err
+
+
 def test_varying_precision_in_one_process_is_rejected(tmp_path, capsys):
     arguments = ["sweep", str(SWEEP_RECIPE), "--grid", "training.precision=no,bf16", "--output-dir", str(tmp_path)]
     status = main(arguments)

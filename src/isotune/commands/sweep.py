@@ -16,13 +16,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "sweep",
         help="train and evaluate every combination of a hyperparameter grid, then compare the runs",
+        usage="%(prog)s RECIPE [--grid KEY=V1,V2 ...] [--objective NAME[,NAME]] [--set KEY=VALUE]\n"
+        "                     [--output-dir DIR] [--print-commands [LAUNCHER]] [--dry-run]",
         description="Train one run per combination of the grid's values, one after another, each evaluated as "
-        "the recipe says; then write sweep.md (table, ranking, Spearman correlations of alignment and "
-        "uniformity with accuracy), sweep.csv and plots/ into the sweep folder. Every run is validated before "
-        "the first one trains. Finished runs are skipped and interrupted runs resume, so the same command "
-        "continues a sweep. See docs/sweeps.md.",
+        "the recipe's evaluation section sets. Then write sweep.md (table, ranking, Spearman correlations of "
+        "alignment and uniformity with accuracy), sweep.csv and plots/ into the sweep folder. Every run is "
+        "validated before the first one trains. Finished runs are skipped and interrupted runs resume, so the "
+        "same command continues a sweep. See docs/sweeps.md.",
     )
-    parser.add_argument("recipe", type=Path, help="base YAML recipe, e.g. recipes/sweep_small.yaml")
+    # Optional for argparse only: `--grid` takes every word up to the next option, so a recipe written after
+    # it is read as a grid item, and `run` then explains that instead of argparse's "required: recipe".
+    parser.add_argument(
+        "recipe", type=Path, nargs="?", help="base YAML recipe (required, before --grid), e.g. recipes/sweep_small.yaml"
+    )
     parser.add_argument(
         "--grid",
         nargs="+",
@@ -47,7 +53,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="override one recipe key for every run, e.g. --set training.max_steps=40 (repeatable)",
     )
     parser.add_argument(
-        "--output-dir", type=Path, help="sweep folder, one subfolder per run (default: the recipe's output_dir)"
+        "--output-dir",
+        type=Path,
+        metavar="DIR",
+        help="sweep folder, one subfolder per run (default: the recipe's output_dir)",
     )
     parser.add_argument(
         "--print-commands",
@@ -71,6 +80,13 @@ def run(args: argparse.Namespace) -> int:
     from isotune.sweep.record import build_record, check_folder, write_record
     from isotune.sweep.runner import FINISHED, check_run_models, plan_runs, train_command
 
+    if args.recipe is None:
+        taken = [item for item in args.grid if "=" not in item]
+        hint = f" --grid took {taken[-1]!r} as a grid item." if taken else ""
+        raise ConfigError(
+            f"isotune sweep needs a base recipe.{hint} Put the recipe before the options: isotune sweep "
+            "RECIPE --grid KEY=V1,V2 ..."
+        )
     if any(override.partition("=")[0].strip() == "output_dir" for override in args.overrides):
         raise ConfigError("isotune sweep names each run's folder; set the sweep folder with --output-dir, not --set.")
     grid = parse_grid(args.grid, args.objective)
