@@ -172,6 +172,18 @@ def test_compare_reports_undefined_correlation(tmp_path, capsys):
     assert "nan" not in out.lower()
 
 
+def test_compare_run_without_after_row(tmp_path, capsys):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    before = _results({"stsb-dev": 80.0}, 0.2, -3.0)
+    (folder / "metrics.json").write_text(json.dumps({"before": before}), encoding="utf-8")
+    status = main(["compare", str(folder)])
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "| run before | 80.00 |" in out
+    assert "No ranking: no eval variant or run after row to rank (before rows are not ranked)." in out
+
+
 def test_compare_rank_by_unknown_score_fails(tmp_path, capsys):
     folder = _write_run(tmp_path / "run", _results({"stsb-dev": 80.0}, 0.2, -3.0))
     status = main(["compare", str(folder), "--rank-by", "accuracy"])
@@ -183,7 +195,11 @@ def test_compare_expands_sweep_folder(tmp_path, capsys):
     sweep = tmp_path / "sweep"
     for i in range(3):
         _write_run(sweep / f"run{i}", _results({"stsb-dev": 80.0 + i}, 0.3 - 0.1 * i, -3.0 - i))
-    names = ["run0", "run1", "run2", "run3"]  # run3 has not trained yet
+    # run3 stopped after its evaluation before training; run4 has not started.
+    (sweep / "run3").mkdir()
+    before = _results({"stsb-dev": 70.0}, 0.3, -3.0)
+    (sweep / "run3" / "metrics.json").write_text(json.dumps({"before": before}), encoding="utf-8")
+    names = ["run0", "run1", "run2", "run3", "run4"]
     record = {
         "schema": "isotune-sweep/1",
         "recipe": "recipe.yaml",
@@ -196,6 +212,17 @@ def test_compare_expands_sweep_folder(tmp_path, capsys):
     status = main(["compare", str(sweep)])
     captured = capsys.readouterr()
     assert status == 0
-    assert f"{sweep}: 1 of 4 sweep runs have no results yet." in captured.err
+    assert f"{sweep}: 2 of 5 sweep runs are not finished (no after results) and are left out." in captured.err
     assert "| 1 | run2 after |" in captured.out
     assert "| alignment | STS avg | 3 | -1.000 |" in captured.out
+    assert "run3" not in captured.out
+
+
+def test_compare_unreadable_sweep_record_names_fix(tmp_path, capsys):
+    (tmp_path / "sweep.json").write_text("[]", encoding="utf-8")
+    status = main(["compare", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "is not an isotune sweep record" in err
+    assert "pass its run folders to isotune compare instead." in err
+    assert "--output-dir" not in err

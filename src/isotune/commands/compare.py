@@ -7,6 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from isotune.errors import DataError
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -50,9 +52,10 @@ def run(args: argparse.Namespace) -> int:
     rows = _load_rows(arguments, ("before", "after"))
     # The runs of one base model share its before row, so only after rows count as compared models.
     models = score_rows(_load_rows(arguments, ("after",)))
+    count = len(models.values)
     described = (
-        f"the {len(models.values)} compared models (each eval variant and each run's after row; before rows are "
-        "left out because the runs of one base model share them)"
+        f"the {count} compared model{'' if count == 1 else 's'} (each eval variant and each run's after row; "
+        "before rows are left out because the runs of one base model share them)"
     )
     sections = [results_table(rows), _ranking(models, args.rank_by), correlation_section(models, described)]
     text = "\n".join(sections)
@@ -89,7 +92,7 @@ def _load_rows(arguments: list[str], stages: tuple[str, ...]) -> dict[str, dict[
 
 
 def _expand_sweeps(arguments: list[str]) -> list[str]:
-    """Replace each sweep folder (one with sweep.json) by its run folders that have metrics.json."""
+    """Replace each sweep folder (one with sweep.json) by its finished run folders (metrics.json with "after")."""
     from isotune.sweep.record import sweep_run_folders
 
     expanded = []
@@ -98,12 +101,29 @@ def _expand_sweeps(arguments: list[str]) -> list[str]:
         if folders is None:
             expanded.append(argument)
             continue
-        finished = [folder for folder in folders if (folder / "metrics.json").is_file()]
+        finished = [folder for folder in folders if _finished(folder)]
         if len(finished) < len(folders):
             missing = len(folders) - len(finished)
-            print(f"{argument}: {missing} of {len(folders)} sweep runs have no results yet.", file=sys.stderr)
+            print(
+                f"{argument}: {missing} of {len(folders)} sweep runs are not finished (no after results) and are "
+                "left out.",
+                file=sys.stderr,
+            )
         expanded += [str(folder) for folder in finished]
     return expanded
+
+
+def _finished(run_folder: Path) -> bool:
+    """Return True when the run's metrics.json has "after" results; an unreadable file counts as finished,
+    so that loading it reports the error."""
+    from isotune.evaluation.results import load_labelled_results
+
+    if not (run_folder / "metrics.json").is_file():
+        return False
+    try:
+        return bool(load_labelled_results(run_folder, ("after",)))
+    except DataError:
+        return True
 
 
 def _ranking(models, rank_by: str | None) -> str:
@@ -111,6 +131,8 @@ def _ranking(models, rank_by: str | None) -> str:
     from isotune.evaluation.correlation import ranking_section
     from isotune.evaluation.scores import STS_AVG
 
+    if not models.values:
+        return "## Ranking\n\nNo ranking: no eval variant or run after row to rank (before rows are not ranked).\n"
     if rank_by is None:
         if not models.has(STS_AVG):
             return "## Ranking\n\nNo ranking: the compared models have no STS task in common; pass --rank-by.\n"

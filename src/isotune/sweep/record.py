@@ -37,11 +37,11 @@ def build_record(
     }
 
 
-def read_record(folder: Path) -> dict[str, Any] | None:
+def read_record(folder: Path, fix: str = "choose another --output-dir") -> dict[str, Any] | None:
     """Return the sweep.json of `folder`, or None when it has none.
 
     Raises:
-        ConfigError: when sweep.json cannot be read as a sweep record.
+        ConfigError: when sweep.json cannot be read as a sweep record; the message ends with `fix`.
     """
     path = folder / SWEEP_FILE
     if not path.is_file():
@@ -49,12 +49,11 @@ def read_record(folder: Path) -> dict[str, Any] | None:
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ConfigError(f"Failed to read {path}: {error}. Restore it or choose another --output-dir.") from error
+        raise ConfigError(f"Failed to read {path}: {error}. Restore it, or {fix}.") from error
     required = {"schema", "recipe", "overrides", "base_recipe", "grid", "runs"}
     if not isinstance(record, dict) or record.get("schema") != SCHEMA or not required <= set(record):
         raise ConfigError(
-            f"{path} is not an isotune sweep record (schema {SCHEMA} with keys {', '.join(sorted(required))}); "
-            "choose another --output-dir."
+            f"{path} is not an isotune sweep record (schema {SCHEMA} with keys {', '.join(sorted(required))}); {fix}."
         )
     return record
 
@@ -108,7 +107,7 @@ def sweep_run_folders(folder: Path) -> list[Path] | None:
     """Return the run folders that the sweep in `folder` records, or None when `folder` is not a sweep folder."""
     if not folder.is_dir():
         return None
-    record = read_record(folder)
+    record = read_record(folder, fix="pass its run folders to isotune compare instead")
     if record is None:
         return None
     return [folder / run["name"] for run in record["runs"]]
