@@ -166,3 +166,27 @@ def test_compare_rejects_other_json(tmp_path, capsys):
     status = main(["compare", str(path)])
     assert status == 2
     assert "is neither an isotune eval result" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["eval", "compare"])
+@pytest.mark.parametrize(
+    ("option", "kind", "message"),
+    [
+        ("--markdown", "folder", "is a folder; pass a file path."),
+        ("--plots", "file", "is a file; pass a folder path."),
+        ("--markdown", "under a file", "cannot be created because"),
+    ],
+)
+def test_bad_output_path_fails_before_work(tiny_run, tmp_path, capsys, command, option, kind, message):
+    existing_file = tmp_path / "notes.txt"
+    existing_file.write_text("keep", encoding="utf-8")
+    path = {"folder": tmp_path, "file": existing_file, "under a file": existing_file / "out.md"}[kind]
+    if command == "eval":
+        status, out, err = _eval([str(tiny_run), "--tasks", "sts12", option, str(path)], capsys)
+    else:
+        status = main(["compare", str(tmp_path / "missing.json"), option, str(path)])
+        out, err = capsys.readouterr()
+    assert status == 2
+    assert f"{option} {path} {message}" in err
+    assert "Scoring" not in out + err
+    assert existing_file.read_text(encoding="utf-8") == "keep"

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from isotune.errors import ConfigError
+
 
 def _current_umask() -> int:
     mask = os.umask(0)
@@ -102,3 +104,27 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def check_output_paths(files: dict[str, Path | None], folders: dict[str, Path | None]) -> None:
+    """Check the output paths of command line options before any work, so a bad one fails in seconds.
+
+    `files` and `folders` map an option name (`--markdown`) to its path, or None when the option is unset.
+    A file path must not be a folder, a folder path must not be a file, and the nearest existing parent of
+    either must be a folder.
+
+    Raises:
+        ConfigError: naming the option, the path and what to pass instead.
+    """
+    for option, path in files.items():
+        if path is not None and path.is_dir():
+            raise ConfigError(f"{option} {path} is a folder; pass a file path.")
+    for option, path in folders.items():
+        if path is not None and path.is_file():
+            raise ConfigError(f"{option} {path} is a file; pass a folder path.")
+    for option, path in {**files, **folders}.items():
+        if path is None:
+            continue
+        parent = next((folder for folder in path.absolute().parents if folder.exists()), None)
+        if parent is not None and not parent.is_dir():
+            raise ConfigError(f"{option} {path} cannot be created because {parent} is a file; pass another path.")

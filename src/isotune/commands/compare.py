@@ -46,8 +46,9 @@ def run(args: argparse.Namespace) -> int:
     from isotune.evaluation.plots import plot_alignment_uniformity, plot_spectrum, plot_sts_against_average_cosine
     from isotune.evaluation.report import results_table
     from isotune.evaluation.scores import score_rows
-    from isotune.fileio import write_text_atomic
+    from isotune.fileio import check_output_paths, write_text_atomic
 
+    check_output_paths({"--markdown": args.markdown}, {"--plots": args.plots})
     arguments = _expand_sweeps(args.results)
     rows = _load_rows(arguments, ("before", "after"))
     # The runs of one base model share its before row, so only after rows count as compared models.

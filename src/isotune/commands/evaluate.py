@@ -101,7 +101,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from isotune.evaluation.command import evaluate_command
+    from isotune.fileio import check_output_paths
 
+    check_output_paths({"--output": args.output, "--markdown": args.markdown}, {"--plots": args.plots})
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}.")
     if args.bootstrap < 0:
