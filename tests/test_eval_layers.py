@@ -1,7 +1,9 @@
 """Tests of layer-wise geometry (`isotune eval --layers`) with the tiny random BERT and, when slow, MiniLM."""
 
 import json
+import logging
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -237,7 +239,7 @@ def test_layers_base_plain_transformers_folder(layer_run, tiny_bert, corpus, tmp
     ("arguments", "message"),
     [
         (["--layers", "--layers-base", "/no/such/model"], "Model '/no/such/model' not found"),
-        (["--layers-base", "all-MiniLM-L6-v2"], "--layers-base only apply to --layers"),
+        (["--layers-base", "all-MiniLM-L6-v2"], "--layers-base only applies to --layers; add --layers or drop it."),
         (["--layers", "--layers-sentences", "1"], "--layers-sentences must be >= 2, got 1"),
         (["--layers", "--postprocess", "abtt:1"], "--postprocess applies to tasks"),
         (["--layers", "--geometry-pairs", "stsb-test"], "Data for evaluation task 'stsb-test' not found"),
@@ -248,6 +250,20 @@ def test_bad_layer_input_fails(layer_run, corpus, capsys, arguments, message):
     status, _, err = _eval([str(layer_run), *arguments], corpus, capsys)
     assert status == 2
     assert message in err
+
+
+def test_missing_base_model_fails_before_tasks(layer_run, tiny_bert, corpus, tmp_path, capsys, caplog):
+    caplog.set_level(logging.INFO)
+    run_dir = tmp_path / "run"
+    shutil.copytree(layer_run, run_dir)
+    recipe = (run_dir / "recipe.yaml").read_text(encoding="utf-8")
+    assert f"name: {tiny_bert}\n" in recipe
+    missing = tmp_path / "moved-model"
+    (run_dir / "recipe.yaml").write_text(recipe.replace(f"name: {tiny_bert}\n", f"name: {missing}\n"), encoding="utf-8")
+    status, _, err = _eval([str(run_dir), "--layers", "--tasks", "stsb-dev"], corpus, capsys)
+    assert status == 2
+    assert "The run's base model (model.name in recipe.yaml) failed to load" in err
+    assert not [record for record in caplog.records if record.getMessage().startswith("Scoring")]
 
 
 def test_task_without_two_sentences_fails(layer_run, tmp_path, capsys):

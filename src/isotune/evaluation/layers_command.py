@@ -25,6 +25,10 @@ logger = logging.getLogger(__name__)
 
 UNIFORMITY_T = 2.0
 RECIPE_FILE = "recipe.yaml"
+BASE_NOT_FOUND = (
+    f"The run's base model (model.name in {RECIPE_FILE}) failed to load; pass --layers-base MODEL to compare with "
+    "another copy of it."
+)
 
 # Table columns: measure key -> (header, decimals).
 LAYER_COLUMNS = {"average_cosine": ("avg cos", 3), "uniformity": ("uniform", 3), "effective_rank": ("eff. rank", 1)}
@@ -47,6 +51,8 @@ def check_layer_options(args: argparse.Namespace) -> None:
     if not args.layers:
         options = {"--layers-base": args.layers_base, "--layers-sentences": args.layers_sentences}
         given_options = [flag for flag, value in options.items() if value is not None]
+        if len(given_options) == 1:
+            raise ConfigError(f"{given_options[0]} only applies to --layers; add --layers or drop it.")
         if given_options:
             raise ConfigError(f"{' and '.join(given_options)} only apply to --layers; add --layers or drop them.")
         return
@@ -80,13 +86,16 @@ def base_model(args: argparse.Namespace) -> BaseModel | None:
     """Return the model that `--layers` compares MODEL with, or None when there is none.
 
     `--layers-base` wins. Otherwise a run folder or checkpoint compares with the `model` section of its
-    run's recipe.yaml. A run folder without recipe.yaml has no base, and neither has a plain model. Only
-    files are read here, so a bad recipe stops the command before any model is loaded.
+    run's recipe.yaml. A run folder without recipe.yaml has no base, and neither has a plain model. The base
+    model is located here but not loaded, so a bad recipe or a missing base model stops the command before
+    any task runs.
     """
+    from isotune.encoder import resolve_model_path
     from isotune.evaluation.model_source import resolve_model_source
     from isotune.recipe import load_recipe
 
     if args.layers_base is not None:
+        resolve_model_path(resolve_model_source(args.layers_base).model)
         return BaseModel(args.layers_base)
     source = resolve_model_source(args.model)
     if source.kind == "model":
@@ -103,6 +112,10 @@ def base_model(args: argparse.Namespace) -> BaseModel | None:
         recipe = load_recipe(recipe_path)
     except ConfigError as error:
         raise DataError(f"{recipe_path} is not a valid recipe ({error}); pass --layers-base MODEL instead.") from error
+    try:
+        resolve_model_path(recipe.model.name, recipe.model.revision)
+    except ModelNotFoundError as error:
+        raise ModelNotFoundError(f"{BASE_NOT_FOUND}\n{error}") from error
     return BaseModel(recipe.model.name, recipe.model)
 
 
@@ -114,10 +127,7 @@ def _load_base(base: BaseModel, device: str) -> SentenceTransformer:
         try:
             return build_encoder(base.config, device=device)
         except ModelNotFoundError as error:
-            raise ModelNotFoundError(
-                f"The run's base model (model.name in {RECIPE_FILE}) failed to load; pass --layers-base MODEL to "
-                f"compare with another copy of it.\n{error}"
-            ) from error
+            raise ModelNotFoundError(f"{BASE_NOT_FOUND}\n{error}") from error
     model, _ = load_model(base.name, device=device)
     return model
 
