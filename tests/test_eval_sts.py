@@ -267,5 +267,5 @@ def test_sick_train_trial_without_the_train_file_is_missing_data(tmp_path):
     (tmp_path / "sts" / "SICK").mkdir(parents=True)
     trial = FIXTURE_STS / "SICK" / "SICK_trial.txt"
     (tmp_path / "sts" / "SICK" / "SICK_trial.txt").write_bytes(trial.read_bytes())
-    with pytest.raises(MissingDataError, match="SICK_train.txt"):
+    with pytest.raises(MissingDataError, match="SICK_train.txt; pass --data-root with the folder that contains"):
         load_sts_task("sick-train-trial", tmp_path)

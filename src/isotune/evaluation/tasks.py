@@ -39,7 +39,10 @@ def _sick_train_trial(folder: Path) -> StsTask:
     paths = [folder / name for name in ("SICK_train.txt", "SICK_trial.txt")]
     missing = [str(path) for path in paths if not path.is_file()]
     if missing:
-        raise MissingDataError(f"Data for evaluation task 'sick-train-trial' not found: {', '.join(missing)}.")
+        raise MissingDataError(
+            f"Data for evaluation task 'sick-train-trial' not found: {', '.join(missing)}; pass --data-root with "
+            "the folder that contains sts/SICK/SICK_train.txt and sts/SICK/SICK_trial.txt."
+        )
     return StsTask("sick-train-trial", [load_sick(path).subsets[0] for path in paths])
 
 
