@@ -198,6 +198,33 @@ def test_run_folder_of_other_recipe_is_rejected(tmp_path, capsys):
     assert f"Sweep run folder {run_dir} contains a run of another recipe (changed: objective.alpha)" in err
 
 
+def _run_result(name: str, model: str, sts: float, base_sts: float):
+    from isotune.sweep.grid import SweepRun
+    from isotune.sweep.report import RunResult
+
+    def results(score: float) -> dict:
+        return {"stsb-dev": {"spearman": {"all": score}}, "geometry": {"alignment": 0.3, "uniformity": -2.0}}
+
+    run = SweepRun(name, {"objective.name": "align_uniform", "model.name": model}, (f"model.name={model}",))
+    return RunResult(run, results(base_sts), results(sts), 4, 1.0, base_key=model)
+
+
+def test_sweep_table_has_a_base_row_per_base_model(tmp_path):
+    from isotune.sweep.report import write_sweep_outputs
+
+    results = [_run_result("run-a", "a", 60.0, 50.0), _run_result("run-b", "b", 70.0, 40.0)]
+    record = {"recipe": "recipe.yaml", "overrides": [], "grid": {"model.name": ["a", "b"]}, "runs": []}
+    report = write_sweep_outputs(tmp_path, record, results, {}).read_text(encoding="utf-8")
+    assert "| - | base model of run-a | - | 50.00 |" in report
+    assert "| - | base model of run-b | - | 40.00 |" in report
+    assert "base model (before training)" not in report
+
+    shared = [_run_result("run-a", "a", 60.0, 50.0), _run_result("run-a2", "a", 65.0, 50.0)]
+    report = write_sweep_outputs(tmp_path, record, shared, {}).read_text(encoding="utf-8")
+    assert "| - | base model (before training) | - | 50.00 |" in report
+    assert "base model of" not in report
+
+
 # --- Real tiny sweeps -------------------------------------------------------------------------------------
 
 

@@ -141,10 +141,13 @@ def _train_and_report(args: argparse.Namespace, folder: Path, record: dict, plan
 
     from isotune.sweep.report import collect_results, write_sweep_outputs
     from isotune.sweep.runner import train_command, train_runs
+    from isotune.training.run import base_results_key
 
     transformers_logging.disable_progress_bar()  # per-file "Loading weights" bars on every model load
     failures = train_runs(planned, lambda item: train_command(args.recipe, args.overrides, item))
-    report = write_sweep_outputs(folder, record, collect_results(folder, [item.run for item in planned]), failures)
+    base_keys = {item.run.name: base_results_key(item.recipe) for item in planned}
+    results = collect_results(folder, [item.run for item in planned], base_keys)
+    report = write_sweep_outputs(folder, record, results, failures)
     print(report.read_text(encoding="utf-8"))
     if failures:
         logger.error("%d of %d sweep runs stopped: %s.", len(failures), len(planned), ", ".join(failures))

@@ -25,17 +25,27 @@ BASE_LABEL = "base model (before training)"
 
 @dataclass
 class RunResult:
-    """The results in a sweep run's folder: "before" and "after" results, saved step and minutes (None if absent)."""
+    """The results in a sweep run's folder: "before" and "after" results, saved step and minutes (None if absent).
+
+    `base_key` identifies the base model evaluation that the "before" results come from (runs with the same
+    model, data, evaluation and seed share it), or is None when unknown.
+    """
 
     run: SweepRun
     before: dict[str, dict] | None
     after: dict[str, dict] | None
     saved_step: int | None
     minutes: float | None
+    base_key: str | None = None
 
 
-def collect_results(sweep_folder: Path, runs: list[SweepRun]) -> list[RunResult]:
-    """Read each run's metrics.json and run.json under `sweep_folder`; a missing file leaves its fields None."""
+def collect_results(
+    sweep_folder: Path, runs: list[SweepRun], base_keys: dict[str, str] | None = None
+) -> list[RunResult]:
+    """Read each run's metrics.json and run.json under `sweep_folder`; a missing file leaves its fields None.
+
+    `base_keys` maps run names to `isotune.training.run.base_results_key` of their recipes.
+    """
     collected = []
     for run in runs:
         metrics = _read_json(sweep_folder / run.name / "metrics.json")
@@ -48,6 +58,7 @@ def collect_results(sweep_folder: Path, runs: list[SweepRun]) -> list[RunResult]
                 metrics.get("after"),
                 metrics.get("saved_step"),
                 None if seconds is None else seconds / 60,
+                (base_keys or {}).get(run.name),
             )
         )
     return collected
@@ -60,10 +71,8 @@ def write_sweep_outputs(
     finished = [result for result in results if result.after is not None]
     grid_keys = [key for key, values in record["grid"].items() if key != OBJECTIVE_NAME_KEY or len(values) > 1]
     run_scores = score_rows({result.run.name: result.after for result in finished})
-    table_rows = {result.run.name: result.after for result in finished}
-    base = next((result.before for result in finished if result.before is not None), None)
-    if base is not None:
-        table_rows = {BASE_LABEL: base, **table_rows}
+    bases = _base_rows(finished)
+    table_rows = {**bases, **{result.run.name: result.after for result in finished}}
     table_scores = score_rows(table_rows)
     columns = _score_columns(table_scores)
 
@@ -79,7 +88,7 @@ def write_sweep_outputs(
         "does not read. Minutes cover evaluation before and after training too, and for a resumed run only the time "
         "since it resumed.",
         "",
-        _markdown_table(finished, base, grid_keys, columns, table_scores).rstrip("\n"),
+        _markdown_table(finished, list(bases), grid_keys, columns, table_scores).rstrip("\n"),
     ]
     unfinished = [result.run.name for result in results if result.after is None]
     if unfinished:
@@ -98,6 +107,19 @@ def write_sweep_outputs(
     return write_text_atomic(sweep_folder / "sweep.md", "\n".join(lines))
 
 
+def _base_rows(finished: list[RunResult]) -> dict[str, dict[str, dict]]:
+    """Return the table's base model rows: one for the whole sweep when every finished run starts from the
+    same base evaluation, else one per base, named after its first run (a grid over model.name, say)."""
+    bases: dict[str, tuple[str, dict[str, dict]]] = {}
+    for result in finished:
+        if result.before is not None:
+            key = result.base_key if result.base_key is not None else json.dumps(result.before, sort_keys=True)
+            bases.setdefault(key, (result.run.name, result.before))
+    if len(bases) == 1:
+        return {BASE_LABEL: next(iter(bases.values()))[1]}
+    return {f"base model of {name}": before for name, before in bases.values()}
+
+
 def _score_columns(scores: RowScores) -> list[str]:
     columns = [*scores.sts_tasks, STS_AVG]
     if scores.has(TRANSFER_AVG):
@@ -112,7 +134,7 @@ def _settings_line(record: dict[str, Any]) -> str:
 
 
 def _markdown_table(
-    finished: list[RunResult], base: dict | None, grid_keys: list[str], columns: list[str], scores: RowScores
+    finished: list[RunResult], base_labels: list[str], grid_keys: list[str], columns: list[str], scores: RowScores
 ) -> str:
     headers = ["#", "run", *grid_keys, *(score_name(column) for column in columns), "saved step", "minutes"]
     # Grid keys with text values (objective.name, model.name, ...) are left-aligned, numbers right-aligned.
@@ -120,9 +142,9 @@ def _markdown_table(
     alignments = ["---:", "---", *("---" if key in text_keys else "---:" for key in grid_keys)]
     alignments += ["---:"] * (len(headers) - len(alignments))
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(alignments) + "|"]
-    if base is not None:
-        cells = ["-", BASE_LABEL, *("-" for _ in grid_keys)]
-        cells += [format_score(column, scores.values[BASE_LABEL].get(column)) for column in columns] + ["-", "-"]
+    for label in base_labels:
+        cells = ["-", label, *("-" for _ in grid_keys)]
+        cells += [format_score(column, scores.values[label].get(column)) for column in columns] + ["-", "-"]
         lines.append("| " + " | ".join(cells) + " |")
     for index, result in enumerate(finished, start=1):
         values = scores.values[result.run.name]
