@@ -85,6 +85,7 @@ def test_every_objective_lists_its_keys():
         (["alpha=1,,2"], None, "Grid key alpha has an empty value in 'alpha=1,,2'"),
         (["alpha=1,1"], None, "Grid key alpha lists a value twice"),
         (["alpha=1,1.0"], None, "Grid values objective.alpha=1 and objective.alpha=1.0 give the same run"),
+        (["data.path=a/b,a_b"], None, "data.path=a/b and data.path=a_b give different runs with the same folder"),
         (["alpha=1", "objective.alpha=2"], None, "Grid key objective.alpha is given twice"),
         (["alpha=1,2"], "info_nce", "Grid key objective.alpha has no effect on the objective(s) of this sweep"),
         (["alpha=1"], "align_uniform,simclr", "Unknown objective 'simclr'"),

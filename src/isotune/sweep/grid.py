@@ -160,7 +160,8 @@ def expand_grid(grid: dict[str, list[str]], recipe_path: Path | None, base_overr
     Raises:
         ConfigError: when a grid key is also in `base_overrides` or an objective is unknown. Also when a
             key has no effect on any objective of the sweep, when a run's recipe is invalid (the message
-            names the run's values and the key), or when two value texts give the same run.
+            names the run's values and the key), or when two value texts give the same run or the same
+            run name.
     """
     base = load_recipe(recipe_path, base_overrides)
     overridden = {override.partition("=")[0].strip() for override in base_overrides}
@@ -179,10 +180,16 @@ def expand_grid(grid: dict[str, list[str]], recipe_path: Path | None, base_overr
             if objective_text is not None:
                 overrides.insert(0, f"{OBJECTIVE_NAME_KEY}={objective_text}")
             run = _make_run(recipe_path, base_overrides, overrides, [OBJECTIVE_NAME_KEY, *keys], labels)
-            if run.name in runs:
+            if run.name in runs and runs[run.name].values == run.values:
                 raise ConfigError(
                     f"Grid values {', '.join(runs[run.name].overrides)} and {', '.join(overrides)} give the same "
                     f"run {run.name}; list each value once."
+                )
+            if run.name in runs:
+                raise ConfigError(
+                    f"Grid values {', '.join(runs[run.name].overrides)} and {', '.join(overrides)} give different "
+                    f"runs with the same folder name {run.name}, because run names replace characters other than "
+                    "letters, digits and ._+- by _. Use values that differ in other characters, or two sweeps."
                 )
             runs[run.name] = run
     return list(runs.values())
