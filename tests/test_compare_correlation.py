@@ -184,6 +184,17 @@ def test_compare_run_without_after_row(tmp_path, capsys):
     assert "No ranking: no eval variant or run after row to rank (before rows are not ranked)." in out
 
 
+def test_compare_without_task_results_fails(tmp_path, capsys):
+    path = tmp_path / "layers.json"
+    document = {"schema": "isotune-eval/1", "variants": [], "layers": {"models": []}}
+    path.write_text(json.dumps(document), encoding="utf-8")
+    status = main(["compare", str(path)])
+    captured = capsys.readouterr()
+    assert status == 2
+    assert f"Nothing to compare: no task results in {path}" in captured.err
+    assert captured.out == ""
+
+
 def test_compare_rank_by_unknown_score_fails(tmp_path, capsys):
     folder = _write_run(tmp_path / "run", _results({"stsb-dev": 80.0}, 0.2, -3.0))
     status = main(["compare", str(folder), "--rank-by", "accuracy"])

@@ -51,6 +51,12 @@ def run(args: argparse.Namespace) -> int:
     check_output_paths({"--markdown": args.markdown}, {"--plots": args.plots})
     arguments = _expand_sweeps(args.results)
     rows = _load_rows(arguments, ("before", "after"))
+    if not rows:
+        raise DataError(
+            f"Nothing to compare: no task results in {', '.join(args.results)} (an isotune eval output "
+            "written with --layers and no --tasks has layer results only). Pass eval results with tasks or run "
+            "folders."
+        )
     # The runs of one base model share its before row, so only after rows count as compared models.
     models = score_rows(_load_rows(arguments, ("after",)))
     count = len(models.values)
@@ -132,9 +138,9 @@ def _ranking(models, rank_by: str | None) -> str:
     from isotune.evaluation.correlation import ranking_section
     from isotune.evaluation.scores import STS_AVG
 
-    if not models.values:
-        return "## Ranking\n\nNo ranking: no eval variant or run after row to rank (before rows are not ranked).\n"
     if rank_by is None:
+        if not models.values:
+            return "## Ranking\n\nNo ranking: no eval variant or run after row to rank (before rows are not ranked).\n"
         if not models.has(STS_AVG):
             return "## Ranking\n\nNo ranking: the compared models have no STS task in common; pass --rank-by.\n"
         rank_by = STS_AVG
