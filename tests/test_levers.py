@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from accelerate.utils import DistributedType
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from conftest import tiny_recipe
 from isotune.data import PairSet, PairStats, mix_identical_pairs
@@ -466,6 +466,41 @@ def test_unmet_average_cosine_bound_is_logged(tiny_bert, corpus, tmp_path, caplo
     expected = "No evaluated step had an average cosine of at most training.keep_best_max_average_cosine=-1"
     assert any(message.startswith(expected) for message in warnings), warnings
     assert any(f"(step {metrics['saved_step']})" in message for message in warnings), warnings
+
+
+def test_non_finite_dev_geometry_is_skipped(tiny_bert, corpus, tmp_path, caplog):
+    # Position embeddings from position 16 on are NaN, so the book sentences (over 20 tokens) embed to NaN
+    # while the STS-B dev sentences of the corpus (at most 12 tokens) stay finite.
+    broken = tmp_path / "nan-bert"
+    shutil.copytree(tiny_bert, broken)
+    weights = load_file(str(broken / "model.safetensors"))
+    key = next(name for name in weights if name.endswith("position_embeddings.weight"))
+    weights[key][16:] = float("nan")
+    save_file(weights, str(broken / "model.safetensors"))
+    books = tmp_path / "books"
+    books.mkdir()
+    words = "the dog runs in the park with a small red ball and a big blue book today at night and morning"
+    sentences = [f"{word.capitalize()} {words}." for word in ("dog", "cat", "man", "child") * 5]
+    (books / "one.txt").write_text(" ".join(sentences), encoding="utf-8")
+    recipe = tiny_recipe(
+        tiny_bert,
+        corpus,
+        tmp_path / "run",
+        f"model.name={broken}",
+        f"data.path={books}",
+        "training.on_nonfinite=skip",
+        "training.max_steps=2",
+        "training.eval_every=1",
+        "training.checkpoint_every=0",
+        "training.keep_best_max_average_cosine=0.5",
+        "evaluation.tasks=[stsb-dev]",
+    )
+    metrics = run_training(recipe)
+    scored = [entry for entry in metrics["history"] if "stsb_dev" in entry]
+    assert len(scored) == 2
+    assert all("average_cosine" not in entry for entry in scored)
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert any("geometry sentences have non-finite embeddings" in message for message in warnings), warnings
 
 
 LEVER_OVERRIDES = [
