@@ -42,10 +42,10 @@ def plot_scores_against_key(
 ) -> Path | None:
     """Plot each score against the values of one grid key: a point per run and a line through the means.
 
-    `points` contains `(value of the key, group, {score: value})` per run; each group (the objective when a
-    sweep has several) gets its own colour and line. Numeric values share a numeric axis (logarithmic when
-    all are positive and span a factor of 10 or more); other values are placed in order of appearance.
-    Returns None when no run has a value for any of `scores`.
+    `points` contains `(value of the key, group, {score: value})` per run. Each group (the objective when a
+    sweep has several) gets its own colour and line. Numeric values share a numeric axis, which is
+    logarithmic when all values are positive and span a factor of 10 or more. Other values are placed in
+    order of appearance. Returns None when no run has a value for any of `scores`.
     """
     scores = [score for score in scores if any(values.get(score) is not None for _, _, values in points)]
     if not points or not scores:

@@ -250,8 +250,10 @@ def _optimizer_step(
     l2sp: L2SPPenalty | None = None,
     tokens: TokenCache | None = None,
 ) -> dict[str, float]:
-    """Run the micro batches of one optimizer step; return the mean of each part of the objective (loss,
-    alignment, uniformity and any other part the objective returns), and the L2-SP penalty when it is on.
+    """Run the micro batches of one optimizer step and return the mean of each part of the objective.
+
+    The parts are loss, alignment, uniformity and any other part the objective returns, plus the L2-SP
+    penalty when it is on.
 
     Every process returns the same values: the objective of the global batch when embeddings are gathered,
     else the mean over processes of each process's objective.
