@@ -32,7 +32,6 @@ from isotune.training.regularizers import L2SPPenalty, check_regularizers_suppor
 
 logger = logging.getLogger(__name__)
 
-# Returns the score to maximise (STS-B dev Spearman x100) for the model in its current state.
 # Scores a model during training: "stsb_dev" (Spearman x100), and "average_cosine" and "uniformity" of the
 # geometry sentences when the scorer measures them.
 DevScorer = Callable[[SentenceTransformer], dict[str, float]]
