@@ -137,9 +137,9 @@ class TrainingConfig:
     eval_every: int = _help("Evaluate on STS-B dev every this many steps (0: only at the end).", 50)
     keep_best: bool = _help("Save the evaluated step with the best STS-B dev score instead of the last.", True)
     keep_best_max_average_cosine: float | None = _help(
-        "With keep_best: prefer the evaluated steps whose average cosine of random pairs, over the geometry "
+        "Needs keep_best: prefer the evaluated steps whose average cosine of random pairs, over the geometry "
         "sentences sampled from the training data, is at most this value, and save the best STS-B dev score "
-        "among them (any step when none qualifies yet). Null: STS-B dev alone decides.",
+        "among them (the best of all steps, with a warning, when none qualifies). Null: STS-B dev alone decides.",
         None,
     )
     checkpoint_every: int = _help("Write a resumable checkpoint every this many steps (0: never).", 50)
