@@ -520,7 +520,11 @@ def test_lever_defaults_keep_fingerprint():
         del settings[section][key]
     settings.pop("output_dir")
     settings.pop("evaluation")
-    for section, key in (("training", "cached"), ("training", "gather_across_processes")):
+    for section, key in (
+        ("training", "cached"),
+        ("training", "gather_across_processes"),
+        ("training", "keep_best_max_average_cosine"),
+    ):
         del settings[section][key]
     old_hash = hashlib.sha256(repr(sorted(settings.items())).encode()).hexdigest()[:16]
     assert recipe_fingerprint(Recipe()) == old_hash
