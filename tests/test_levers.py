@@ -477,11 +477,13 @@ def test_non_finite_dev_geometry_is_skipped(tiny_bert, corpus, tmp_path, caplog)
     key = next(name for name in weights if name.endswith("position_embeddings.weight"))
     weights[key][16:] = float("nan")
     save_file(weights, str(broken / "model.safetensors"))
+
     books = tmp_path / "books"
     books.mkdir()
     words = "the dog runs in the park with a small red ball and a big blue book today at night and morning"
     sentences = [f"{word.capitalize()} {words}." for word in ("dog", "cat", "man", "child") * 5]
     (books / "one.txt").write_text(" ".join(sentences), encoding="utf-8")
+
     recipe = tiny_recipe(
         tiny_bert,
         corpus,
@@ -496,6 +498,7 @@ def test_non_finite_dev_geometry_is_skipped(tiny_bert, corpus, tmp_path, caplog)
         "evaluation.tasks=[stsb-dev]",
     )
     metrics = run_training(recipe)
+
     scored = [entry for entry in metrics["history"] if "stsb_dev" in entry]
     assert len(scored) == 2
     assert all("average_cosine" not in entry for entry in scored)

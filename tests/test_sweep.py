@@ -210,7 +210,7 @@ def _run_result(name: str, model: str, sts: float, base_sts: float):
     return RunResult(run, results(base_sts), results(sts), 4, 1.0, base_key=model)
 
 
-def test_sweep_table_has_a_base_row_per_base_model(tmp_path):
+def test_sweep_table_base_row_per_model(tmp_path):
     from isotune.sweep.report import write_sweep_outputs
 
     results = [_run_result("run-a", "a", 60.0, 50.0), _run_result("run-b", "b", 70.0, 40.0)]

@@ -159,9 +159,9 @@ def expand_grid(grid: dict[str, list[str]], recipe_path: Path | None, base_overr
 
     Raises:
         ConfigError: when a grid key is also in `base_overrides` or an objective is unknown. Also when a
-            key has no effect on any objective of the sweep, when a run's recipe is invalid (the message
-            names the run's values and the key), or when two value texts give the same run or the same
-            run name.
+            key has no effect on any objective of the sweep, or when a run's recipe is invalid (the message
+            names the run's values and the key). Also when two value texts give the same run or the same run
+            name.
     """
     base = load_recipe(recipe_path, base_overrides)
     overridden = {override.partition("=")[0].strip() for override in base_overrides}
