@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from conftest import WORDS
+from isotune.batching import fixed_chunks, same_length_chunks
 from isotune.encoder import build_encoder, load_encoder, make_embedder
-from isotune.encoding import encode, length_batches
+from isotune.encoding import encode, plan_batches
 from isotune.recipe import ModelConfig
 from isotune.tokens import TokenCache
 
@@ -27,11 +28,11 @@ def _reference(model, texts: list[str], batch_size: int = 16) -> np.ndarray:
 
 
 @pytest.mark.parametrize("pooling", ["mean", "cls", "max"])
-@pytest.mark.parametrize("same_length", [True, False])
-def test_encode_matches_sentence_transformers(tiny_bert, pooling, same_length):
+@pytest.mark.parametrize("batching", ["padding", "same_length", "fixed"])
+def test_encode_matches_sentence_transformers(tiny_bert, pooling, batching):
     model = build_encoder(ModelConfig(name=str(tiny_bert), pooling=pooling, max_seq_length=32))
-    texts = _texts(150)
-    fast = encode(model, texts, batch_size=16, same_length=same_length)
+    texts = _texts(80)
+    fast = encode(model, texts, batch_size=16, batching=batching)
     assert fast.dtype == np.float32
     assert fast.shape == (len(texts), model.get_embedding_dimension())
     np.testing.assert_allclose(fast, _reference(model, texts), atol=1e-5, rtol=0)
@@ -103,25 +104,34 @@ def test_token_cache_tokenises_each_text_once(tiny_bert):
     assert len(cache) == 10
 
 
-def test_length_batches_never_mix_lengths():
+def test_same_length_chunks_never_mix_lengths():
     lengths = [5, 3, 5, 7, 3, 3, 5, 5, 5, 9]
-    batches = length_batches(lengths, batch_size=3)
+    batches = same_length_chunks(lengths, chunk_size=3)
     assert sorted(index for batch in batches for index in batch) == list(range(len(lengths)))
     assert all(len(batch) <= 3 for batch in batches)
     assert all(len({lengths[index] for index in batch}) == 1 for batch in batches)
     assert [lengths[batch[0]] for batch in batches] == [9, 7, 5, 5, 3]
 
 
-def test_length_batches_fixed_size():
+def test_fixed_chunks_cut_every_size():
     lengths = [5, 3, 5, 7, 3, 3, 5]
-    batches = length_batches(lengths, batch_size=3, same_length=False)
+    batches = fixed_chunks(lengths, chunk_size=3)
     assert [len(batch) for batch in batches] == [3, 3, 1]
     assert [lengths[index] for batch in batches for index in batch] == [7, 5, 5, 5, 3, 3, 3]
 
 
-def test_length_batches_rejects_zero_batch():
+def test_plan_batches_padding_merges_rare_lengths():
+    lengths = [40] * 100 + list(range(5, 25))  # one full length, then 20 lengths of one text each
+    batches = plan_batches(lengths, batch_size=128, batching="padding")
+    assert len(batches) < 5
+    assert len(plan_batches(lengths, batch_size=128, batching="same_length")) == 21
+
+
+def test_plan_batches_rejects_bad_input():
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
-        length_batches([3, 4], batch_size=0)
+        plan_batches([3, 4], batch_size=0, batching="padding")
+    with pytest.raises(ValueError, match="Invalid batching 'sorted'"):
+        plan_batches([3, 4], batch_size=2, batching="sorted")
 
 
 @pytest.mark.slow

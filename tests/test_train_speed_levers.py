@@ -10,12 +10,13 @@ import torch
 from accelerate.state import AcceleratorState
 
 from conftest import tiny_recipe
+from isotune.batching import padding_chunks
 from isotune.encoder import build_encoder
 from isotune.recipe import ModelConfig, load_recipe
 from isotune.tokens import TokenCache
 from isotune.training.batches import PairBatcher
 from isotune.training.checkpoint import TrainerState
-from isotune.training.embedding import embed_chunk, padding_chunks
+from isotune.training.embedding import embed_chunk
 from isotune.training.loop import _optimizer_step, make_accelerator
 from isotune.training.optimizer import make_optimizer
 from isotune.training.run import load_training_pairs
@@ -135,9 +136,9 @@ def test_padding_chunks_cut_at_length_jump():
 
 
 def test_padding_chunks_zero_is_one_chunk():
-    assert padding_chunks([4, 9, 2], chunk_size=0) == [[2, 0, 1]]
+    assert padding_chunks([4, 9, 2], chunk_size=0, overhead_tokens=64) == [[2, 0, 1]]
 
 
 def test_padding_chunks_reject_negative_size():
     with pytest.raises(ValueError, match="chunk_size must be >= 0"):
-        padding_chunks([4, 9], chunk_size=-1)
+        padding_chunks([4, 9], chunk_size=-1, overhead_tokens=64)

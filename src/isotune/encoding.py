@@ -1,14 +1,14 @@
-"""Fast sentence embeddings for evaluation: tokenise once, then embed batches of texts of one token length.
+"""Fast sentence embeddings for evaluation: tokenise once, then embed batches of texts of similar token length.
 
 `encode(model, texts)` returns the rows of `SentenceTransformer.encode(texts, normalize_embeddings=True)`
 (within float rounding, about 1e-7) in less time, because
 
 - all texts are tokenised before any forward pass, with the model's own `preprocess` (`TokenCache`);
-- texts are grouped by their token count, and each batch holds texts of one length only, so no batch is
-  padded. A batch without padding has an all-ones attention mask, which transformers drops for SDPA
-  attention, so PyTorch can run its fused attention kernel instead of the masked one.
+- the texts are sorted by token count, not by characters, and cut into batches where a cut saves more
+  padding than one more forward pass costs, so batches pad far less than fixed batches of `batch_size`.
+  A batch of equal lengths needs no attention mask, which lets transformers' SDPA attention run
+  PyTorch's fused kernel.
 
-`SentenceTransformer.encode` sorts by character count and pads each batch to its longest text.
 bench/bench_encode.py measures both on the same texts (BENCHMARKS.md has the numbers).
 """
 
@@ -22,35 +22,32 @@ import torch
 from sentence_transformers import SentenceTransformer
 from tqdm.auto import tqdm
 
+from isotune.batching import fixed_chunks, padding_chunks, same_length_chunks
 from isotune.tokens import TokenCache, UnsupportedTokenizationError
 
 logger = logging.getLogger(__name__)
 
 _warned_fallback: set[str] = set()
 
+BATCHINGS = ("padding", "same_length", "fixed")
+# The fixed cost of one more forward pass, in padded tokens, for `padding` batching. NOTE: chosen from CPU
+# timings of all-MiniLM-L6-v2 on book sentences (2-core AMD EPYC shared with other jobs, torch 2.13). There,
+# 256 was as fast as same-length batches with 1 thread and stayed fast with 2 contended threads. Other
+# hardware may prefer another value.
+BATCH_OVERHEAD_TOKENS = 256
 
-def length_batches(lengths: Sequence[int], batch_size: int, *, same_length: bool = True) -> list[list[int]]:
-    """Split the positions of `lengths` into batches of at most `batch_size`, longest texts first.
 
-    With `same_length`, a batch never mixes token lengths, so it needs no padding; a length with more than
-    `batch_size` texts fills several batches, and a rare length gets a small batch of its own. Without it,
-    the length-sorted positions are cut every `batch_size` texts (the layout of `SentenceTransformer.encode`).
-    """
+def plan_batches(lengths: Sequence[int], batch_size: int, batching: str) -> list[list[int]]:
+    """Group the positions of `lengths` (token counts) into batches of at most `batch_size`; see `encode`."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-    order = sorted(range(len(lengths)), key=lambda index: -lengths[index])
-    if not same_length:
-        return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
-    batches: list[list[int]] = []
-    current: list[int] = []
-    for index in order:
-        if current and (len(current) == batch_size or lengths[index] != lengths[current[0]]):
-            batches.append(current)
-            current = []
-        current.append(index)
-    if current:
-        batches.append(current)
-    return batches
+    if batching == "padding":
+        return padding_chunks(lengths, batch_size, BATCH_OVERHEAD_TOKENS)
+    if batching == "same_length":
+        return same_length_chunks(lengths, batch_size)
+    if batching == "fixed":
+        return fixed_chunks(lengths, batch_size)
+    raise ValueError(f"Invalid batching {batching!r}; use one of {', '.join(BATCHINGS)}.")
 
 
 def encode(
@@ -58,7 +55,7 @@ def encode(
     texts: Sequence[str],
     *,
     batch_size: int = 128,
-    same_length: bool = True,
+    batching: str = "padding",
     show_progress: bool = False,
 ) -> np.ndarray:
     """Embed `texts` with `model` and return L2-normalised float32 rows, `[len(texts), dim]`, in input order.
@@ -68,13 +65,18 @@ def encode(
             back in its previous mode afterwards.
         texts: the texts to embed; duplicates are embedded once.
         batch_size: the maximum texts per forward pass.
-        same_length: batch only texts of equal token length (no padding). False cuts the length-sorted texts
-            every `batch_size` texts and pads each batch, as `SentenceTransformer.encode` does.
+        batching: how texts sorted by token count are cut into batches. `padding` (the default) cuts where
+            a cut saves more padding than one more forward pass costs (`padding_chunks`). `same_length` never
+            mixes lengths, so no batch is padded, but rare lengths make many small passes, which are slow
+            when the CPU threads are contended. `fixed` cuts every `batch_size` texts, as
+            `SentenceTransformer.encode` does (which sorts by characters instead).
         show_progress: show a tqdm bar counting texts.
 
     Models whose `preprocess` returns more than right-padded token ids (a prompt, left padding, images) go
     through `SentenceTransformer.encode` instead, with a warning the first time for each model class.
     """
+    if batching not in BATCHINGS:
+        raise ValueError(f"Invalid batching {batching!r}; use one of {', '.join(BATCHINGS)}.")
     texts = list(texts)
     dimension = model.get_embedding_dimension()
     if not texts:
@@ -91,9 +93,7 @@ def encode(
     was_training = model.training
     model.eval()
     try:
-        unique_rows = _embed_batches(
-            model, tokens, unique, length_batches(lengths, batch_size, same_length=same_length), show_progress
-        )
+        unique_rows = _embed_batches(model, tokens, unique, plan_batches(lengths, batch_size, batching), show_progress)
     finally:
         model.train(was_training)
     if len(unique) == len(texts):

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import torch
 from sentence_transformers import SentenceTransformer
 
-# Inputs of a text encoder that have one value per token; every other tensor key of `preprocess` makes the
-# texts unsupported, because it cannot be split into per-text rows by the attention mask.
+# Inputs of a text encoder that have one value per token. Any other tensor from `preprocess` cannot be
+# split into per-text rows by the attention mask, so it makes the texts unsupported.
 PER_TOKEN_KEYS = ("input_ids", "token_type_ids")
 
 
@@ -26,9 +26,9 @@ class UnsupportedTokenizationError(ValueError):
 
 @dataclass
 class TokenRow:
-    """The token ids of one text, without padding, as int32 to halve the memory of int64.
+    """The token ids of one text, without padding, stored as int32 to halve the memory of int64.
 
-    `values[key]` is a 1-D tensor for each per-token key; a key whose values are all zero (the token types
+    `values[key]` is a 1-D tensor for each per-token key. A key whose values are all zero (the token types
     of a single sentence) is left out and padded back as zeros.
     """
 

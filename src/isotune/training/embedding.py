@@ -8,50 +8,17 @@ once per batch, or once per run when the training loop keeps the cache across st
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from accelerate import Accelerator
 
+from isotune.batching import padding_chunks
 from isotune.tokens import TokenCache, UnsupportedTokenizationError
 
 # The fixed cost of one more forward and backward pass, in padded tokens, against which `padding_chunks`
 # weighs the padding that a cut saves. NOTE: chosen from 1-thread CPU timings of all-MiniLM-L6-v2 on book
-# pairs (padding-aware chunks of at most 32 texts beat fixed chunks of 32 and 16); a GPU, where a pass
-# costs more relative to a token, may prefer a larger value.
+# pairs, where padding-aware chunks of at most 32 texts beat fixed chunks of 32 and of 16. A GPU, where a
+# pass costs more relative to a token, may prefer a larger value.
 CHUNK_OVERHEAD_TOKENS = 64
-
-
-def padding_chunks(
-    lengths: Sequence[int], chunk_size: int, overhead_tokens: int = CHUNK_OVERHEAD_TOKENS
-) -> list[list[int]]:
-    """Split the positions of `lengths` (token counts) into chunks of at most `chunk_size` similar lengths.
-
-    The positions are sorted by length and cut where the cuts minimise the padded tokens of all chunks
-    (each chunk padded to its longest text) plus `overhead_tokens` per chunk, by dynamic programming over
-    the cut points. `chunk_size=0` gives one chunk of the whole batch.
-    """
-    if chunk_size < 0:
-        raise ValueError(f"chunk_size must be >= 0 (0: one chunk), got {chunk_size}.")
-    order = sorted(range(len(lengths)), key=lambda index: lengths[index])
-    if chunk_size == 0 or len(order) <= 1:
-        return [order]
-    sorted_lengths = [lengths[index] for index in order]
-    # best_cost[end]: the lowest cost of chunking the first `end` sorted texts; cut_at[end]: its last cut.
-    best_cost = [0] + [float("inf")] * len(order)
-    cut_at = [0] * (len(order) + 1)
-    for end in range(1, len(order) + 1):
-        longest = sorted_lengths[end - 1]  # the longest text of any chunk that ends at `end`
-        for start in range(max(0, end - chunk_size), end):
-            cost = best_cost[start] + overhead_tokens + (end - start) * longest
-            if cost < best_cost[end]:
-                best_cost[end], cut_at[end] = cost, start
-    chunks = []
-    end = len(order)
-    while end > 0:
-        chunks.append(order[cut_at[end] : end])
-        end = cut_at[end]
-    return chunks[::-1]
 
 
 def length_chunks(texts: list[str], chunk_size: int) -> list[list[int]]:
@@ -76,7 +43,7 @@ def batch_chunks(
     if tokens is None:
         tokens = TokenCache(model)
     try:
-        return padding_chunks(tokens.lengths(texts), chunk_size), tokens
+        return padding_chunks(tokens.lengths(texts), chunk_size, CHUNK_OVERHEAD_TOKENS), tokens
     except UnsupportedTokenizationError:
         return length_chunks(texts, chunk_size), None
 

@@ -8,8 +8,8 @@ from accelerate.utils import DistributedType
 
 from isotune.recipe import TrainingConfig
 
-# Launches where the parameters are plain tensors of one device, so the fused kernel sees what it expects.
-# FSDP and DeepSpeed wrap or shard the parameters; they keep the default implementation.
+# Launches whose parameters are plain tensors on one device, as the fused kernel expects. FSDP and DeepSpeed
+# wrap or shard the parameters, so they keep the default implementation.
 FUSED_LAUNCHES = (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
 
 
@@ -19,9 +19,9 @@ def make_optimizer(
     """Create AdamW over `model`'s parameters with the recipe's learning rate and weight decay.
 
     `fused=None` picks the fused implementation (one kernel for all parameters, with the same update rule)
-    when the launch and the parameters' device allow it. On a CPU with all-MiniLM-L6-v2 it takes about a
-    sixth of the time of the default per-parameter loop, which saves about 0.09 s per step (1 thread, torch
-    2.13, bench/bench_train_speed.py --levers). The updates agree with the default loop to float rounding.
+    when the launch and the parameters' device allow it. For all-MiniLM-L6-v2 on a CPU, a fused step took
+    0.014 s against 0.098 s for the default per-parameter loop (1 thread, torch 2.13, 2-core AMD EPYC,
+    `bench/bench_train_speed.py --levers`). The updates agree with the default loop to float rounding.
     """
     if fused is None:
         fused = accelerator.distributed_type in FUSED_LAUNCHES and _fused_supported(model)

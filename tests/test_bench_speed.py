@@ -1,0 +1,71 @@
+"""The speed benchmarks run end to end in their --quick mode on the real books (minutes each)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def _run(script: str, *arguments: str) -> str:
+    completed = subprocess.run(
+        [sys.executable, str(BENCH / script), *arguments], capture_output=True, text=True, timeout=1800
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return completed.stdout
+
+
+@pytest.mark.slow
+def test_bench_encode_quick(shared_data, tmp_path):
+    output = tmp_path / "encode.json"
+    stdout = _run("bench_encode.py", "--quick", "--levers", "--data-root", str(shared_data), "--output", str(output))
+    assert "| isotune.encode |" in stdout
+    results = next(iter(json.loads(output.read_text()).values()))
+    assert set(results) == {
+        "SentenceTransformer.encode",
+        "isotune.encode",
+        "isotune.encode, batching=same_length",
+        "isotune.encode, batching=fixed",
+    }
+    for result in results.values():
+        assert result["max_abs_difference"] < 1e-5
+        assert len(result["wall_seconds"]) == 2
+
+
+@pytest.mark.slow
+def test_bench_train_speed_quick(shared_data, tmp_path):
+    output = tmp_path / "train.json"
+    stdout = _run("bench_train_speed.py", "--quick", "--data-root", str(shared_data), "--output", str(output))
+    assert "| sentence-transformers | 64 |" in stdout
+    results = json.loads(output.read_text())["results"]
+    assert [result["trainer"] for result in results] == [
+        "sentence-transformers",
+        "isotune info_nce",
+        "isotune align_uniform",
+    ]
+    for result in results:
+        assert result["pairs_per_second"] > 0
+        assert result["stsb_dev"] is not None
+        assert result["peak_rss"] > 0
+
+
+@pytest.mark.slow
+def test_bench_train_levers_quick(shared_data):
+    stdout = _run("bench_train_speed.py", "--levers", "--quick", "--data-root", str(shared_data))
+    assert "| all levers (isotune now) |" in stdout
+    assert "| fused |" in stdout
+
+
+@pytest.mark.slow
+def test_bench_scaling_quick(shared_data, tmp_path):
+    output = tmp_path / "scaling.json"
+    stdout = _run("bench_scaling.py", "--quick", "--data-root", str(shared_data), "--output", str(output))
+    assert "Peak memory by batch size" in stdout
+    rows = json.loads(output.read_text())
+    assert {row["section"] for row in rows} == {"pairs", "memory"}
+    assert any(row["cached"] for row in rows)
