@@ -316,7 +316,7 @@ def measure_levers(args: argparse.Namespace) -> None:
     from isotune.training.embedding import batch_chunks, embed_chunk, length_chunks, restore_order
     from isotune.training.loop import make_accelerator
 
-    # One thread unless told otherwise: the CPU time of several threads includes their spin-waiting.
+    # One thread unless --threads is given, because the CPU time of several threads includes their spin-waiting.
     torch.set_num_threads(args.threads or 1)
     accelerator = make_accelerator(load_recipe(None))
     pairs = benchlib.pair_subset(benchlib.book_pairs(args.data_root), args.batch_size * args.steps)
@@ -433,12 +433,14 @@ def main() -> None:
     )
     parser.add_argument("--output", type=Path, help="also write the measurements as JSON")
     args = parser.parse_args()
+
     if args.quick:
         args.batch_size, args.warmup_steps, args.steps, args.max_lengths, args.dev_pairs = 8, 1, 2, [64], 50
         if args.levers:
             args.steps = 3
     if args.warmup_steps < 1 or args.steps < 1:
         parser.error("--warmup-steps and --steps must be at least 1, because timing starts at the end of a step.")
+
     if args.child:
         args.max_length = args.max_lengths[0]
         print(json.dumps(run_child(args.child, args)))
