@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from isotune.errors import ConfigError
 from isotune.recipe import Recipe, load_recipe
@@ -20,9 +21,26 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 def test_quickstart_recipe_loads():
     recipe = load_recipe(RECIPES / "quickstart.yaml")
-    assert recipe.objective.name == "align_uniform"
-    assert recipe.objective.lam == 1.0
+    assert recipe.objective.name == "info_nce_uniform"
     assert recipe.training.precision == "no"
+
+
+def _chosen_settings(page: Path) -> dict:
+    """Return the YAML block under the "The chosen default" heading of the experiments page."""
+    text = page.read_text(encoding="utf-8")
+    section = text.split("## The chosen default", 1)[1]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    return yaml.safe_load(block)
+
+
+def test_quickstart_holds_the_settings_the_experiments_page_describes():
+    page = Path(__file__).resolve().parents[1] / "docs" / "experiments.md"
+    chosen = _chosen_settings(page)
+    recipe = load_recipe(RECIPES / "quickstart.yaml").to_dict()
+    assert chosen, "the page lists no settings"
+    for section, settings in chosen.items():
+        for key, value in settings.items():
+            assert recipe[section][key] == value, f"{section}.{key}"
 
 
 def test_defaults_without_file():
