@@ -15,15 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import time
 
 import psutil
+from benchlib import GIB, run_child
 
 BATCH_SIZES = [64, 128, 256, 512, 1024, 2048, 4096]
 MODES = ("uncached", "cached")
-GIB = 2**30
 
 
 def run_one(batch_size: int, mode: str, chunk_size: int, data_path: str) -> dict[str, float]:
@@ -65,22 +64,7 @@ def measure(batch_size: int, mode: str, args: argparse.Namespace) -> dict[str, f
     """Run one configuration in a subprocess; return its result, or why it failed."""
     command = [sys.executable, __file__, "--child", str(batch_size), mode, "--chunk-size", str(args.chunk_size)]
     command += ["--data", args.data]
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    watched = psutil.Process(child.pid)
-    limit = args.memory_limit_gb * GIB
-    while child.poll() is None:
-        try:
-            if watched.memory_info().rss > limit:
-                child.kill()
-                child.wait()
-                return f"killed above {args.memory_limit_gb:g} GiB RSS"
-        except psutil.NoSuchProcess:
-            break
-        time.sleep(0.1)
-    stdout, stderr = child.communicate()
-    if child.returncode != 0:
-        return f"failed (exit {child.returncode}): {stderr.strip().splitlines()[-1] if stderr.strip() else ''}"
-    return json.loads(stdout.strip().splitlines()[-1])
+    return run_child(command, args.memory_limit_gb)
 
 
 def predicted_peak(results: dict[int, dict[str, float]], batch_size: int) -> float | None:
