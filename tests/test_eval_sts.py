@@ -260,7 +260,7 @@ def test_sick_train_trial_pools_both_files():
     assert [len(subset) for subset in task.subsets] == [4500, 500]
 
 
-def test_sick_train_trial_without_the_train_file_is_missing_data(tmp_path):
+def test_sick_train_trial_missing_train_file(tmp_path):
     from isotune.evaluation.missing import MissingDataError
     from isotune.evaluation.tasks import load_sts_task
 

@@ -76,7 +76,7 @@ def test_dev_evaluations_measure_geometry(tiny_bert, corpus, tmp_path):
     assert metrics["after"]["geometry"]["uniformity"] == pytest.approx(saved["uniformity"], abs=1e-5)
 
 
-def test_keep_best_prefers_steps_within_the_average_cosine_bound(tiny_bert, corpus, tmp_path):
+def test_keep_best_prefers_cosine_bound(tiny_bert, corpus, tmp_path):
     from isotune.training.checkpoint import TrainerState
     from isotune.training.loop import _evaluate_and_keep
 
