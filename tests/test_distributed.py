@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
 from conftest import tiny_recipe
+from gloo import run_in_gloo_group
 from isotune.distributed import gather_with_grad, world_size
 from isotune.recipe import ObjectiveConfig
 from isotune.training.objective import compute_global_objective, compute_objective
@@ -39,46 +38,36 @@ def _embed(model: torch.nn.Module, features: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize(model(features), dim=1)
 
 
-def _compare_worker(rank: int, port: int) -> None:
-    """Check on rank `rank` that the gathered loss and DDP-averaged gradients equal one process's on 2b pairs."""
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD_SIZE)
-    try:
-        torch.manual_seed(0)
-        features_x = torch.randn(WORLD_SIZE * LOCAL_BATCH, 16)
-        features_y = features_x + 0.3 * torch.randn(WORLD_SIZE * LOCAL_BATCH, 16)
-        reference_model = torch.nn.Linear(16, 8)
-        for name in ("align_uniform", "info_nce"):
-            config = ObjectiveConfig(name=name)
-            single = torch.nn.Linear(16, 8)
-            single.load_state_dict(reference_model.state_dict())
-            expected = compute_objective(
-                config, _embed(single, features_x), _embed(single, features_y), texts=(FIRST, SECOND)
-            )
-            expected["loss"].backward()
+def compare_worker(rank: int, config: ObjectiveConfig, keys: tuple[str, ...]) -> None:
+    """Check on rank `rank` that the gathered loss parts `keys` and the DDP-averaged gradients equal one
+    process's on the whole batch of 2b pairs."""
+    torch.manual_seed(0)
+    features_x = torch.randn(WORLD_SIZE * LOCAL_BATCH, 16)
+    features_y = features_x + 0.3 * torch.randn(WORLD_SIZE * LOCAL_BATCH, 16)
+    reference_model = torch.nn.Linear(16, 8)
+    single = torch.nn.Linear(16, 8)
+    single.load_state_dict(reference_model.state_dict())
+    expected = compute_objective(config, _embed(single, features_x), _embed(single, features_y), (FIRST, SECOND))
+    expected["loss"].backward()
 
-            replica = torch.nn.Linear(16, 8)
-            replica.load_state_dict(reference_model.state_dict())
-            ddp = torch.nn.parallel.DistributedDataParallel(replica)
-            local = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
-            parts = compute_global_objective(
-                config,
-                _embed(ddp, features_x[local]),
-                _embed(ddp, features_y[local]),
-                (FIRST, SECOND),
-                gather=True,
-            )
-            (parts["loss"] * world_size()).backward()
+    replica = torch.nn.Linear(16, 8)
+    replica.load_state_dict(reference_model.state_dict())
+    ddp = torch.nn.parallel.DistributedDataParallel(replica)
+    local = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
+    x, y = _embed(ddp, features_x[local]), _embed(ddp, features_y[local])
+    parts = compute_global_objective(config, x, y, (FIRST, SECOND), gather=True)
+    (parts["loss"] * world_size()).backward()
 
-            for key in ("loss", "alignment", "uniformity"):
-                assert torch.allclose(parts[key], expected[key], rtol=1e-5, atol=1e-6), (name, key)
-            for (param_name, actual), reference in zip(replica.named_parameters(), single.parameters(), strict=True):
-                assert torch.allclose(actual.grad, reference.grad, rtol=1e-5, atol=1e-6), (name, param_name)
-    finally:
-        dist.destroy_process_group()
+    for key in keys:
+        assert torch.allclose(parts[key], expected[key], rtol=1e-5, atol=1e-6), key
+    for (name, actual), reference in zip(replica.named_parameters(), single.parameters(), strict=True):
+        assert torch.allclose(actual.grad, reference.grad, rtol=1e-5, atol=1e-6), name
 
 
-def test_gathered_loss_matches_single_process():
-    mp.spawn(_compare_worker, args=(_free_port(),), nprocs=WORLD_SIZE, join=True)
+@pytest.mark.parametrize("objective", ["align_uniform", "info_nce"])
+def test_gathered_loss_matches_single_process(objective, tmp_path):
+    config = ObjectiveConfig(name=objective)
+    run_in_gloo_group(compare_worker, tmp_path, config, ("loss", "alignment", "uniformity"), world_size=WORLD_SIZE)
 
 
 def test_gather_without_process_group_is_identity():

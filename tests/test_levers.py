@@ -11,26 +11,24 @@ import typing
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from accelerate.utils import DistributedType
 from safetensors.torch import load_file, save_file
 
 from conftest import tiny_recipe
+from gloo import run_in_gloo_group
 from isotune.data import PairSet, PairStats, mix_identical_pairs
-from isotune.distributed import world_size
 from isotune.encoder import build_encoder
 from isotune.errors import ConfigError
 from isotune.losses import info_nce_loss, same_text_mask, uniformity_loss
 from isotune.recipe import OBJECTIVE_KEYS, ObjectiveConfig, Recipe, TrainingConfig, load_recipe
 from isotune.training.ema import EmaModel
 from isotune.training.loop import make_accelerator, train
-from isotune.training.objective import compute_global_objective, compute_objective, objective_at_step
+from isotune.training.objective import compute_objective, objective_at_step
 from isotune.training.regularizers import L2SPPenalty, check_regularizers_supported
 from isotune.training.run import load_training_pairs, run_training
 from isotune.training.run_folder import recipe_fingerprint
 from test_cached import _gradients
-from test_distributed import FIRST, LOCAL_BATCH, SECOND, WORLD_SIZE, _embed, _free_port
+from test_distributed import WORLD_SIZE, compare_worker
 
 # Row 3 repeats the first text of row 0, and row 4's positive is row 1's first text: both are duplicates
 # that the masks must keep out of the negatives.
@@ -101,39 +99,10 @@ def test_info_nce_uniform_cached_matches_uncached(tiny_bert, corpus, tmp_path, p
         assert torch.allclose(cached[name], plain[name], rtol=rtol, atol=atol), name
 
 
-def _gather_worker(rank: int, port: int) -> None:
-    """Check on rank `rank` that gathered info_nce_uniform equals one process's loss and gradients on 2b pairs."""
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD_SIZE)
-    try:
-        torch.manual_seed(0)
-        features_x = torch.randn(WORLD_SIZE * LOCAL_BATCH, 16)
-        features_y = features_x + 0.3 * torch.randn(WORLD_SIZE * LOCAL_BATCH, 16)
-        reference_model = torch.nn.Linear(16, 8)
-        config = ObjectiveConfig(name="info_nce_uniform", lam=0.5)
-        single = torch.nn.Linear(16, 8)
-        single.load_state_dict(reference_model.state_dict())
-        expected = compute_objective(config, _embed(single, features_x), _embed(single, features_y), (FIRST, SECOND))
-        expected["loss"].backward()
-
-        replica = torch.nn.Linear(16, 8)
-        replica.load_state_dict(reference_model.state_dict())
-        ddp = torch.nn.parallel.DistributedDataParallel(replica)
-        local = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
-        x, y = _embed(ddp, features_x[local]), _embed(ddp, features_y[local])
-        parts = compute_global_objective(config, x, y, (FIRST, SECOND), gather=True)
-        (parts["loss"] * world_size()).backward()
-
-        for key in ("loss", "info_nce", "uniformity"):
-            assert torch.allclose(parts[key], expected[key], rtol=1e-5, atol=1e-6), key
-        for (name, actual), reference in zip(replica.named_parameters(), single.parameters(), strict=True):
-            assert torch.allclose(actual.grad, reference.grad, rtol=1e-5, atol=1e-6), name
-    finally:
-        dist.destroy_process_group()
-
-
 @pytest.mark.slow
-def test_info_nce_uniform_gathered_matches_single_process():
-    mp.spawn(_gather_worker, args=(_free_port(),), nprocs=WORLD_SIZE, join=True)
+def test_info_nce_uniform_gathered_matches_single_process(tmp_path):
+    config = ObjectiveConfig(name="info_nce_uniform", lam=0.5)
+    run_in_gloo_group(compare_worker, tmp_path, config, ("loss", "info_nce", "uniformity"), world_size=WORLD_SIZE)
 
 
 def test_objective_keys_cover_every_objective():
