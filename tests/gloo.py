@@ -1,8 +1,8 @@
 """Run a test function on several CPU processes joined in one gloo process group, with a bound on the wait.
 
 The processes meet through a file in the test's temporary folder rather than a TCP port picked in advance,
-so no other process can take the address between the pick and the bind; every collective and the wait for
-the processes end with an error after `timeout_s` instead of hanging the test run.
+so no other process can take the address between the pick and the bind. Every collective, and the wait for
+the processes, ends with an error after `timeout_s` instead of hanging the test run.
 """
 
 from __future__ import annotations
@@ -30,8 +30,10 @@ def _join_group(rank: int, worker: Callable, store: str, world_size: int, timeou
 def run_in_gloo_group(
     worker: Callable, folder: Path, *args: object, world_size: int = 2, timeout_s: float = 120
 ) -> None:
-    """Call `worker(rank, *args)` on `world_size` spawned processes; fail the test if any raises or all
-    have not finished within `timeout_s` seconds."""
+    """Call `worker(rank, *args)` on `world_size` spawned processes.
+
+    The test fails if a process raises, or if the processes have not all finished within `timeout_s` seconds.
+    """
     store = folder / "gloo-store"
     context = mp.start_processes(
         _join_group,
