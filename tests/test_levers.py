@@ -132,6 +132,17 @@ def test_lambda_warmup_rejects_negative():
         load_recipe(None, ["objective.lambda_warmup_steps=-1"])
 
 
+def test_lambda_warmup_beyond_max_steps_rejected():
+    settings = ["objective.lambda_warmup_steps=51", "training.max_steps=50"]
+    with pytest.raises(ConfigError, match=r"lambda_warmup_steps=51 is more than training.max_steps=50.*at most 50"):
+        load_recipe(None, settings)
+
+
+def test_lambda_warmup_equal_to_max_steps_accepted():
+    recipe = load_recipe(None, ["objective.lambda_warmup_steps=50", "training.max_steps=50"])
+    assert recipe.objective.lambda_warmup_steps == 50
+
+
 # --- frozen layers ------------------------------------------------------------------------------------
 
 
@@ -179,7 +190,7 @@ def test_freeze_layers_beyond_model_is_rejected(tiny_bert, corpus, tmp_path, cou
     recipe = tiny_recipe(tiny_bert, corpus, tmp_path / "run", f"training.freeze_layers={count}")
     with pytest.raises(ConfigError, match=rf"freeze_layers={count}: BertModel has 2 layers, so use 0 .* to 1"):
         run_training(recipe)
-    assert not (tmp_path / "run" / "metrics.json").exists()
+    assert not (tmp_path / "run").exists()
 
 
 def test_freeze_layers_negative_is_rejected():

@@ -355,6 +355,12 @@ def validate(recipe: Recipe) -> None:
             f"objective.lambda_warmup_steps must be >= 0 (0: constant lambda), got {objective.lambda_warmup_steps}",
         ),
         (
+            objective.lambda_warmup_steps <= training.max_steps,
+            f"objective.lambda_warmup_steps={objective.lambda_warmup_steps} is more than "
+            f"training.max_steps={training.max_steps}, so lambda would never reach its full value; "
+            f"use at most {training.max_steps}",
+        ),
+        (
             training.batch_size >= 2,
             f"training.batch_size must be >= 2 because uniformity and InfoNCE compare the embeddings "
             f"of a batch with each other, got {training.batch_size}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -121,8 +122,27 @@ def run_training(
     """Run the whole job that `recipe` describes and return the metrics written to `metrics.json`.
 
     `base_results` are the "before" results of a run with the same `base_results_key`: given, the base
-    model is not evaluated again (a sweep passes them from its first run to the others).
+    model is not evaluated again (a sweep passes them from its first run to the others). An output folder
+    that this call created and that is still empty when it fails is removed.
     """
+    run_dir = Path(recipe.output_dir)
+    existed = run_dir.exists()
+    try:
+        return _run_training(recipe, resume, allow_other_recipe, command, base_results)
+    except BaseException:
+        if not existed:
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()  # fails, and keeps the folder, once the run has written anything
+        raise
+
+
+def _run_training(
+    recipe: Recipe,
+    resume: bool,
+    allow_other_recipe: bool,
+    command: str,
+    base_results: dict[str, Any] | None,
+) -> dict[str, Any]:
     started = time.time()
     run_dir = Path(recipe.output_dir)
     accelerator = make_accelerator(recipe)
