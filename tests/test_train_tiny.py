@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -169,6 +170,8 @@ def test_nan_loss_skipped_when_configured(nan_bert, corpus, tmp_path):
         fingerprint="t",
     )
     assert state.skipped_batches == 3
+    assert len(state.history) == 3
+    assert all(math.isnan(entry["loss"]) for entry in state.history)
 
 
 def test_cli_reports_invalid_value(tmp_path, capsys):

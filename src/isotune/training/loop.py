@@ -284,7 +284,11 @@ def _optimizer_step(
         for key, value in parts.items():
             totals[key] = totals.get(key, 0.0) + value.item()
         used += 1
-    means = {key: value / max(used, 1) for key, value in totals.items()}
+    if used:
+        means = {key: value / used for key, value in totals.items()}
+    else:
+        # Every micro batch was skipped, so no loss was computed: log NaN (null in JSON files), not 0.
+        means = dict.fromkeys(totals, math.nan)
     if accelerator.num_processes > 1 and not _gathers(recipe, accelerator):
         reduced = accelerator.reduce(torch.tensor(list(means.values()), device=accelerator.device), "mean")
         means = dict(zip(means, reduced.tolist(), strict=True))
