@@ -16,6 +16,7 @@ SentenceTransformerTrainer with MultipleNegativesRankingLoss(scale=20).
 
     python bench/bench_scaling.py                      # both sections; the 100k-pair runs take hours on 2 cores
     python bench/bench_scaling.py --pairs 1000 10000   # pairs section without the 100k runs
+    python bench/bench_scaling.py --pairs 100000 --batch-sizes --trainers "isotune info_nce"   # one trainer
     python bench/bench_scaling.py --quick              # smoke test: 32 pairs at batch 8, memory at batch 8
 """
 
@@ -54,7 +55,7 @@ def pairs_section(args: argparse.Namespace) -> list[dict]:
         steps = count // args.batch_size
         if steps < 2:
             raise SystemExit(f"--pairs {count} gives fewer than 2 steps of --batch-size {args.batch_size}.")
-        for trainer in (SENTENCE_TRANSFORMERS, ISOTUNE):
+        for trainer in args.trainers:
             result = child(args, trainer, args.batch_size, steps - 1)
             if isinstance(result, str):
                 print(f"| {trainer} | {count} | {steps} | {result} | | | | |", flush=True)
@@ -78,7 +79,9 @@ def memory_section(args: argparse.Namespace) -> list[dict]:
         flush=True,
     )
     rows = []
-    for trainer, cached in ((SENTENCE_TRANSFORMERS, False), (ISOTUNE, False), (ISOTUNE, True)):
+    configurations = [(trainer, False) for trainer in args.trainers]
+    configurations += [(ISOTUNE, True)] if ISOTUNE in args.trainers else []
+    for trainer, cached in configurations:
         name = f"{trainer}, cached" if cached else trainer
         for batch_size in args.batch_sizes:
             result = child(args, trainer, batch_size, 1, cached)
@@ -99,6 +102,13 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, nargs="*", default=[1_000, 10_000, 100_000], help="data sizes to train on")
     parser.add_argument("--batch-sizes", type=int, nargs="*", default=[64, 128, 256, 512, 1024])
     parser.add_argument("--batch-size", type=int, default=64, help="batch for the pairs section")
+    parser.add_argument(
+        "--trainers",
+        nargs="+",
+        choices=[SENTENCE_TRANSFORMERS, ISOTUNE],
+        default=[SENTENCE_TRANSFORMERS, ISOTUNE],
+        help="trainers to measure (isotune also runs cached in the memory section)",
+    )
     parser.add_argument("--max-length", type=int, default=64, help="model.max_seq_length")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--data-root", default=benchlib.DEFAULT_DATA, help="folder with books/")
