@@ -7,6 +7,8 @@ the processes, ends with an error after `timeout_s` instead of hanging the test 
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -25,6 +27,11 @@ def _join_group(rank: int, worker: Callable, store: str, world_size: int, timeou
         worker(rank, *args)
     finally:
         dist.destroy_process_group()
+    # About 1 exit in 10 still aborted in gloo's C++ teardown ("terminate called without an active
+    # exception", measured over 40 runs with torch 2.13), so a process whose work passed skips that teardown.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def run_in_gloo_group(
