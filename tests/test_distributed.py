@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
 from safetensors.torch import load_file
 
 from conftest import tiny_recipe
 from gloo import run_in_gloo_group
-from isotune.distributed import gather_with_grad, world_size
+from isotune.distributed import gather_with_grad, release_process_group, world_size
 from isotune.recipe import ObjectiveConfig
 from isotune.training.objective import compute_global_objective, compute_objective
 
@@ -68,6 +69,22 @@ def compare_worker(rank: int, config: ObjectiveConfig, keys: tuple[str, ...]) ->
 def test_gathered_loss_matches_single_process(objective, tmp_path):
     config = ObjectiveConfig(name=objective)
     run_in_gloo_group(compare_worker, tmp_path, config, ("loss", "alignment", "uniformity"), world_size=WORLD_SIZE)
+
+
+def test_release_process_group_destroys_group(tmp_path):
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        assert dist.is_initialized()
+        release_process_group()
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def test_release_without_process_group_does_nothing():
+    release_process_group()
+    assert not dist.is_initialized()
 
 
 def test_gather_without_process_group_is_identity():

@@ -31,10 +31,15 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("httpx", "sentence_transformers", "transformers", "accelerate"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        return args.run(args)
+        status = args.run(args)
     except USER_ERRORS as error:
         print(f"isotune {args.command}: error: {error}", file=sys.stderr)
         return 2
+    if "torch.distributed" in sys.modules:  # imported only by commands that ran a model
+        from isotune.distributed import release_process_group
+
+        release_process_group()
+    return status
 
 
 if __name__ == "__main__":

