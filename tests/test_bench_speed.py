@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -69,3 +70,14 @@ def test_bench_scaling_quick(shared_data, tmp_path):
     rows = json.loads(output.read_text())
     assert {row["section"] for row in rows} == {"pairs", "memory"}
     assert any(row["cached"] for row in rows)
+
+
+@pytest.mark.slow
+def test_bench_batch_scaling_small_batches(shared_data):
+    stdout = _run("bench_batch_scaling.py", "--batch-sizes", "8", "16", "--data", str(shared_data / "books"))
+    for mode in ("uncached", "cached"):
+        for batch_size in (8, 16):
+            assert re.search(rf"^{mode} +{batch_size} +[\d.]+ +[\d.]+ +[\d.]+ +-?[\d.]+$", stdout, re.MULTILINE)
+    assert "objective alone" in stdout
+    assert "largest batch within 24 GiB, cached: at least 256 (step peak at 16" in stdout
+    assert "largest batch within 24 GiB, uncached: about" in stdout
