@@ -132,15 +132,17 @@ def test_lambda_warmup_rejects_negative():
         load_recipe(None, ["objective.lambda_warmup_steps=-1"])
 
 
-def test_lambda_warmup_beyond_max_steps_rejected():
-    settings = ["objective.lambda_warmup_steps=51", "training.max_steps=50"]
-    with pytest.raises(ConfigError, match=r"lambda_warmup_steps=51 is more than training.max_steps=50.*at most 50"):
+@pytest.mark.parametrize("warmup", [50, 51])
+def test_lambda_warmup_to_max_steps_rejected(warmup):
+    settings = [f"objective.lambda_warmup_steps={warmup}", "training.max_steps=50"]
+    with pytest.raises(ConfigError, match=rf"lambda_warmup_steps={warmup} with training.max_steps=50 .*at most 49"):
         load_recipe(None, settings)
 
 
-def test_lambda_warmup_equal_to_max_steps_accepted():
-    recipe = load_recipe(None, ["objective.lambda_warmup_steps=50", "training.max_steps=50"])
-    assert recipe.objective.lambda_warmup_steps == 50
+def test_lambda_warmup_reaches_full_on_last_step():
+    recipe = load_recipe(None, ["objective.lambda_warmup_steps=49", "training.max_steps=50", "objective.lambda=2"])
+    last_step = recipe.training.max_steps - 1
+    assert objective_at_step(recipe.objective, last_step).lam == 2
 
 
 # --- frozen layers ------------------------------------------------------------------------------------

@@ -355,10 +355,10 @@ def validate(recipe: Recipe) -> None:
             f"objective.lambda_warmup_steps must be >= 0 (0: constant lambda), got {objective.lambda_warmup_steps}",
         ),
         (
-            objective.lambda_warmup_steps <= training.max_steps,
-            f"objective.lambda_warmup_steps={objective.lambda_warmup_steps} is more than "
-            f"training.max_steps={training.max_steps}, so lambda would never reach its full value; "
-            f"use at most {training.max_steps}",
+            objective.lambda_warmup_steps < training.max_steps,
+            f"objective.lambda_warmup_steps={objective.lambda_warmup_steps} with "
+            f"training.max_steps={training.max_steps} means lambda never reaches its full value (it ramps "
+            f"up over steps 0 to {objective.lambda_warmup_steps - 1}); use at most {training.max_steps - 1}",
         ),
         (
             training.batch_size >= 2,

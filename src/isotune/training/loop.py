@@ -337,8 +337,8 @@ def _micro_batch(
         parts["lambda"] = torch.tensor(objective.lam)  # logged while lambda ramps up
     loss = parts["loss"]
     if not all_processes_agree(accelerator, bool(torch.isfinite(loss))):
-        # NOTE: skipping has only been tested with one process. Under DDP, a forward pass with no backward
-        # after it may make DDP raise at the next step ("Expected to have finished reduction").
+        # NOTE: skipping is tested with one process and with 2 CPU processes under DDP (gloo), not under
+        # FSDP or DeepSpeed, which need GPUs.
         _handle_nonfinite(config.on_nonfinite, loss, state, micro_batch, rows)
         return None
     # Every process computes the same gathered loss but back-propagates only into its own embeddings, and
