@@ -74,7 +74,8 @@ def test_bench_scaling_quick(shared_data, tmp_path):
 
 @pytest.mark.slow
 def test_bench_batch_scaling_small_batches(shared_data):
-    stdout = _run("bench_batch_scaling.py", "--batch-sizes", "8", "16", "--data", str(shared_data / "books"))
+    arguments = ("--batch-sizes", "8", "16", "--chunk-size", "4", "--data", str(shared_data / "books"))
+    stdout = _run("bench_batch_scaling.py", *arguments)
     for mode in ("uncached", "cached"):
         for batch_size in (8, 16):
             assert re.search(rf"^{mode} +{batch_size} +[\d.]+ +[\d.]+ +[\d.]+ +-?[\d.]+$", stdout, re.MULTILINE)
