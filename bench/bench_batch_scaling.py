@@ -96,7 +96,7 @@ def objective_section(cached: dict[int, dict[str, float]], args: argparse.Namesp
     base_batch = max(cached)
     print(f"\nobjective alone (default recipe, {EMBEDDING_SIZE}-dim random embeddings), from batch {base_batch}:")
     print(f"{'batch':>7} {'seconds':>8} {'peak RSS GiB':>13} {'cached step estimate GiB':>25}")
-    base = None
+    objective_base = None
     fitting = None
     for batch_size in [base_batch * factor for factor in (1, 2, 3, 4, 6, 8, 12, 16)]:
         command = [sys.executable, __file__, "--objective-child", str(batch_size)]
@@ -104,8 +104,9 @@ def objective_section(cached: dict[int, dict[str, float]], args: argparse.Namesp
         if isinstance(result, str):
             print(f"{batch_size:>7}  {result}")
             break
-        base = result["peak_rss"] if base is None else base
-        estimate = cached[base_batch]["peak_rss"] + result["peak_rss"] - base
+        if objective_base is None:
+            objective_base = result["peak_rss"]
+        estimate = cached[base_batch]["peak_rss"] + result["peak_rss"] - objective_base
         print(f"{batch_size:>7} {result['seconds']:>8.1f} {result['peak_rss'] / GIB:>13.2f} {estimate / GIB:>25.2f}")
         if estimate > args.target_gb * GIB:
             break
@@ -199,11 +200,12 @@ def main() -> None:
                 f"{result['peak_rss'] / GIB:>13.2f}  {result['loss']:.4f}",
                 flush=True,
             )
-        summary[mode] = largest_within(results, args.target_gb * GIB)
         if mode == "cached":
             # The cached step's own peak grows slowly, and a line through it misses the objective's
             # quadratic memory, so the largest cached batch comes from measuring the objective alone.
             summary[mode] = objective_section(results, args)
+        else:
+            summary[mode] = largest_within(results, args.target_gb * GIB)
     for mode, text in summary.items():
         print(f"largest batch within {args.target_gb:g} GiB, {mode}: {text}")
 
