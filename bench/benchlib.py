@@ -7,6 +7,7 @@ import random
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -60,24 +61,33 @@ def matmul_flops(size: int = 2048, repeats: int = 5) -> float:
 def run_child(command: list[str], memory_limit_gb: float) -> dict | str:
     """Run a benchmark child that prints one JSON line last; return it, or why the child failed.
 
-    The child is killed when its resident memory passes `memory_limit_gb`.
+    The child is killed when its resident memory passes `memory_limit_gb`. Its output goes to temporary
+    files, not pipes: this loop does not read while it watches memory, and a long run's progress output
+    would fill a pipe's buffer and block the child.
     """
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    watched = psutil.Process(child.pid)
-    while child.poll() is None:
-        try:
-            if watched.memory_info().rss > memory_limit_gb * GIB:
-                child.kill()
-                child.wait()
-                return f"killed above {memory_limit_gb:g} GiB RSS"
-        except psutil.NoSuchProcess:
-            break
-        time.sleep(0.1)
-    stdout, stderr = child.communicate()
+    with (
+        tempfile.TemporaryFile("w+", encoding="utf-8") as stdout,
+        tempfile.TemporaryFile("w+", encoding="utf-8") as stderr,
+    ):
+        child = subprocess.Popen(command, stdout=stdout, stderr=stderr, text=True)
+        watched = psutil.Process(child.pid)
+        while child.poll() is None:
+            try:
+                if watched.memory_info().rss > memory_limit_gb * GIB:
+                    child.kill()
+                    child.wait()
+                    return f"killed above {memory_limit_gb:g} GiB RSS"
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(0.1)
+        child.wait()
+        stdout.seek(0)
+        stderr.seek(0)
+        output, errors = stdout.read(), stderr.read()
     if child.returncode != 0:
-        last = stderr.strip().splitlines()[-1] if stderr.strip() else ""
+        last = errors.strip().splitlines()[-1] if errors.strip() else ""
         return f"failed (exit {child.returncode}): {last}"
-    return json.loads(stdout.strip().splitlines()[-1])
+    return json.loads(output.strip().splitlines()[-1])
 
 
 def python_command(script: str | Path, *arguments: str) -> list[str]:

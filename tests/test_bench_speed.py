@@ -21,6 +21,28 @@ def _run(script: str, *arguments: str) -> str:
     return completed.stdout
 
 
+@pytest.mark.timeout(120)
+def test_run_child_survives_long_output():
+    # 1 MiB on each stream, far above a pipe's 64 KiB buffer, as a long run's progress bars write.
+    sys.path.insert(0, str(BENCH))
+    try:
+        from benchlib import run_child
+    finally:
+        sys.path.remove(str(BENCH))
+    script = "import sys; sys.stderr.write('x' * 2**20); sys.stdout.write('y' * 2**20 + '\\n'); print('{\"ok\": 1}')"
+    assert run_child([sys.executable, "-c", script], memory_limit_gb=4) == {"ok": 1}
+
+
+def test_run_child_reports_failure():
+    sys.path.insert(0, str(BENCH))
+    try:
+        from benchlib import run_child
+    finally:
+        sys.path.remove(str(BENCH))
+    result = run_child([sys.executable, "-c", "raise SystemExit('no data')"], memory_limit_gb=4)
+    assert result == "failed (exit 1): no data"
+
+
 @pytest.mark.slow
 def test_bench_encode_quick(shared_data, tmp_path):
     output = tmp_path / "encode.json"
