@@ -82,6 +82,19 @@ def test_release_process_group_destroys_group(tmp_path):
             dist.destroy_process_group()
 
 
+def test_command_that_fails_on_user_input_releases_group(tmp_path, capsys):
+    from isotune.cli import main
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        assert main(["train", str(tmp_path / "missing.yaml")]) == 2
+        assert "missing.yaml" in capsys.readouterr().err
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
 def test_release_without_process_group_does_nothing():
     release_process_group()
     assert not dist.is_initialized()

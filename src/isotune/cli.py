@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         status = args.run(args)
     except USER_ERRORS as error:
         print(f"isotune {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        status = 2
     if "torch.distributed" in sys.modules:  # only a command that loaded torch can have started a group
         from isotune.distributed import release_process_group
 

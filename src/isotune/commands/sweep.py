@@ -7,6 +7,7 @@ import logging
 import os
 from pathlib import Path
 
+from isotune.commands import add_override_option
 from isotune.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -44,14 +45,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="objectives to sweep, e.g. align_uniform,info_nce; keys an objective does not read are not varied "
         "for its runs (default: the recipe's objective)",
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one recipe key for every run, e.g. --set training.max_steps=40 (repeatable)",
-    )
+    add_override_option(parser, "training.max_steps=40", " for every run")
     parser.add_argument(
         "--output-dir",
         type=Path,

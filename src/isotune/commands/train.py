@@ -7,6 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from isotune.commands import add_override_option
 from isotune.errors import ConfigError
 
 
@@ -23,14 +24,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("recipe", type=Path, help="YAML recipe file, e.g. recipes/quickstart.yaml")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one recipe key, e.g. --set training.max_steps=20 (repeatable; VALUE is YAML)",
-    )
+    add_override_option(parser, "training.max_steps=20")
     parser.add_argument("--output-dir", type=Path, help="run folder (overrides the recipe's output_dir)")
     parser.add_argument(
         "--resume",
