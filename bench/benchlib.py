@@ -62,8 +62,8 @@ def run_child(command: list[str], memory_limit_gb: float) -> dict | str:
     """Run a benchmark child that prints one JSON line last; return it, or why the child failed.
 
     The child is killed when its resident memory passes `memory_limit_gb`. Its output goes to temporary
-    files, not pipes: this loop does not read while it watches memory, and a long run's progress output
-    would fill a pipe's buffer and block the child.
+    files, not pipes, because this loop does not read while it watches memory and a long run's progress
+    output would fill a pipe's buffer and block the child.
     """
     with (
         tempfile.TemporaryFile("w+", encoding="utf-8") as stdout,
