@@ -69,7 +69,7 @@ def run_child(command: list[str], memory_limit_gb: float) -> dict | str:
         tempfile.TemporaryFile("w+", encoding="utf-8") as stdout,
         tempfile.TemporaryFile("w+", encoding="utf-8") as stderr,
     ):
-        child = subprocess.Popen(command, stdout=stdout, stderr=stderr, text=True)
+        child = subprocess.Popen(command, stdout=stdout, stderr=stderr)
         watched = psutil.Process(child.pid)
         while child.poll() is None:
             try:

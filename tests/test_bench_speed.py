@@ -21,24 +21,25 @@ def _run(script: str, *arguments: str) -> str:
     return completed.stdout
 
 
-@pytest.mark.timeout(120)
-def test_run_child_survives_long_output():
-    # 1 MiB on each stream, far above a pipe's 64 KiB buffer, as a long run's progress bars write.
+def _import_run_child():
     sys.path.insert(0, str(BENCH))
     try:
         from benchlib import run_child
     finally:
         sys.path.remove(str(BENCH))
+    return run_child
+
+
+@pytest.mark.timeout(120)
+def test_run_child_survives_long_output():
+    # 1 MiB on each stream, far above a pipe's 64 KiB buffer, as a long run's progress bars write.
+    run_child = _import_run_child()
     script = "import sys; sys.stderr.write('x' * 2**20); sys.stdout.write('y' * 2**20 + '\\n'); print('{\"ok\": 1}')"
     assert run_child([sys.executable, "-c", script], memory_limit_gb=4) == {"ok": 1}
 
 
 def test_run_child_reports_failure():
-    sys.path.insert(0, str(BENCH))
-    try:
-        from benchlib import run_child
-    finally:
-        sys.path.remove(str(BENCH))
+    run_child = _import_run_child()
     result = run_child([sys.executable, "-c", "raise SystemExit('no data')"], memory_limit_gb=4)
     assert result == "failed (exit 1): no data"
 

@@ -82,7 +82,7 @@ def test_release_process_group_destroys_group(tmp_path):
             dist.destroy_process_group()
 
 
-def test_command_that_fails_on_user_input_releases_group(tmp_path, capsys):
+def test_user_error_releases_group(tmp_path, capsys):
     from isotune.cli import main
 
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
